@@ -1,0 +1,311 @@
+"""The engine adapter: the one interface the rest of hybrid-search uses to talk to a search engine.
+
+:class:`SearchEngine` holds the logic both engines share (versioned indices behind an alias, the encoder check on
+writes, bulk-error classification); :mod:`.opensearch` and :mod:`.elasticsearch` implement the few raw calls with
+their own client. Nothing outside ``hybrid_search.engine`` imports an engine client.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid_search.engine.definition import (
+    EncoderRef,
+    IndexDefinition,
+    check_vector_sources,
+    parse_version,
+    vectors_from_meta,
+    versioned_name,
+)
+from hybrid_search.engine.request import SearchRequest
+from hybrid_search.errors import EngineError, IndexNotFoundError, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    status: str
+    number_of_nodes: int
+    cluster_name: str
+    engine: str
+    version: str
+
+
+@dataclass
+class BulkResult:
+    """Outcome of a bulk write: how many documents landed, and a typed record of each one that did not."""
+
+    written: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+
+def classify_bulk_error(status: int, error: Mapping[str, Any] | str | None) -> str:
+    """``conflict`` (409), ``mapping`` (the document does not fit the mapping) or ``other``."""
+    if status == 409:
+        return "conflict"
+    kind = error.get("type", "") if isinstance(error, Mapping) else str(error or "")
+    if any(word in kind for word in ("mapper_parsing", "document_parsing", "strict_dynamic", "illegal_argument")):
+        return "mapping"
+    return "other"
+
+
+def _error_reason(error: Mapping[str, Any] | str | None) -> str:
+    if isinstance(error, Mapping):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, Mapping):
+            reason += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
+        return reason
+    return str(error)
+
+
+class SearchEngine(abc.ABC):
+    """A search engine cluster, seen through the operations hybrid-search needs."""
+
+    kind: str = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._meta_cache: dict[str, dict[str, dict[str, Any]]] = {}
+        self._meta_lock = threading.Lock()
+
+    # ---- raw calls, one client each -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def info(self) -> dict[str, Any]:
+        """The root endpoint: cluster name and version."""
+
+    @abc.abstractmethod
+    def _health(self, wait_for_status: str | None, timeout_s: float) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def index_body(self, definition: IndexDefinition) -> dict[str, Any]:
+        """The create-index body in this engine's dialect (pure)."""
+
+    @abc.abstractmethod
+    def search_body(self, request: SearchRequest) -> dict[str, Any]:
+        """The search body in this engine's dialect (pure)."""
+
+    @abc.abstractmethod
+    def _create_index(self, name: str, body: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def _indices(self, pattern: str) -> dict[str, dict[str, Any]]:
+        """``{index: {"aliases": [...], "meta": {...}}}`` for indices matching ``pattern`` (none: empty)."""
+
+    @abc.abstractmethod
+    def _update_aliases(self, body: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def _bulk(self, actions: Iterable[dict[str, Any]], refresh: bool) -> Iterator[tuple[bool, dict[str, Any]]]:
+        """Stream actions; yield ``(ok, item)`` per document in order."""
+
+    @abc.abstractmethod
+    def _search(self, index: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _msearch(self, index: str, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
+        """Number of documents (matching ``query``) in an index or alias."""
+
+    @abc.abstractmethod
+    def refresh(self, index: str) -> None:
+        """Make recent writes searchable."""
+
+    @abc.abstractmethod
+    def delete_index(self, index: str) -> None:
+        """Delete one concrete index (missing: no error)."""
+
+    @abc.abstractmethod
+    def _delete_docs(self, index: str, ids: Sequence[str], refresh: bool) -> int: ...
+
+    @abc.abstractmethod
+    def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        """A document's source, or None when absent."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the client's connections."""
+
+    # ---- shared logic ---------------------------------------------------------------------------------
+
+    def health(self, wait_for_status: str | None = None, timeout_s: float = 30.0) -> ClusterHealth:
+        """Cluster health; with ``wait_for_status`` ('yellow'/'green') waits up to ``timeout_s``."""
+        info = self.info()
+        raw = self._health(wait_for_status, timeout_s)
+        return ClusterHealth(
+            status=str(raw.get("status", "unknown")),
+            number_of_nodes=int(raw.get("number_of_nodes", 0)),
+            cluster_name=str(raw.get("cluster_name", info.get("cluster_name", ""))),
+            engine=self.kind,
+            version=str(info.get("version", {}).get("number", "")),
+        )
+
+    def versions(self, alias: str) -> dict[int, str]:
+        """The alias's versioned indices that exist: ``{N: "alias-vN"}``."""
+        found = self._indices(f"{alias}-v*")
+        out = {}
+        for name in found:
+            n = parse_version(alias, name)
+            if n is not None:
+                out[n] = name
+        return dict(sorted(out.items()))
+
+    def resolve_alias(self, alias: str) -> list[str]:
+        """Concrete indices the alias points to (empty when the alias does not exist)."""
+        return sorted(name for name, data in self._indices(f"{alias}-v*").items() if alias in data["aliases"])
+
+    def create_index(self, alias: str, definition: IndexDefinition, *, activate: bool | None = None) -> str:
+        """Create the next ``<alias>-v<N>`` from ``definition``.
+
+        ``activate``: swap the alias to it now. The default (None) swaps only when the alias does not exist yet,
+        so the first index is live at once and later ones wait for an explicit :meth:`swap_alias` (reindexing).
+        """
+        existing = self.versions(alias)
+        name = versioned_name(alias, max(existing, default=0) + 1)
+        self._create_index(name, self.index_body(definition))
+        log.info("created index %s (%d vector fields)", name, len(definition.vectors))
+        if activate or (activate is None and not self.resolve_alias(alias)):
+            self.swap_alias(alias, name)
+        return name
+
+    def swap_alias(self, alias: str, index: str) -> None:
+        """Point ``alias`` at ``index`` alone, atomically (readers never see zero or two indices)."""
+        if parse_version(alias, index) is None:
+            raise ValidationError(f"index {index!r} is not a version of alias {alias!r} (expected {alias}-v<N>)")
+        if index not in self._indices(index):
+            raise IndexNotFoundError(f"index {index!r} does not exist")
+        from hybrid_search.engine.dialects import swap_alias_actions
+
+        self._update_aliases(swap_alias_actions(alias, self.resolve_alias(alias), index))
+        log.info("alias %s -> %s", alias, index)
+
+    def vector_records(self, index_or_alias: str) -> dict[str, dict[str, Any]]:
+        """The encoder records of the index's ``_meta`` (the one the alias writes to)."""
+        concrete = self._write_index(index_or_alias)
+        with self._meta_lock:
+            cached = self._meta_cache.get(concrete)
+        if cached is None:
+            found = self._indices(concrete)
+            if concrete not in found:
+                raise IndexNotFoundError(f"index {concrete!r} does not exist")
+            cached = vectors_from_meta(found[concrete]["meta"])
+            with self._meta_lock:
+                self._meta_cache[concrete] = cached
+        return cached
+
+    def _write_index(self, index_or_alias: str) -> str:
+        found = self._indices(index_or_alias)
+        if not found:
+            raise IndexNotFoundError(
+                f"index or alias {index_or_alias!r} does not exist (create it: hybrid-search index create)"
+            )
+        if index_or_alias in found:
+            return index_or_alias
+        names = sorted(found)
+        if len(names) > 1:
+            raise EngineError(f"alias {index_or_alias!r} points to several indices {names}; swap it to one")
+        return names[0]
+
+    def bulk_write(
+        self,
+        index: str,
+        documents: Iterable[Mapping[str, Any]],
+        *,
+        vector_sources: Mapping[str, EncoderRef] | None = None,
+        refresh: bool = False,
+    ) -> BulkResult:
+        """Index (upsert) documents by their ``id``; vectors must come from the encoders the index records.
+
+        Each document needs a non-empty string ``id`` (the document id: re-writing is idempotent). Vector fields
+        are checked before anything is sent: a field from another encoder raises ``EncoderMismatchError`` and
+        writes nothing; a vector of the wrong length becomes a per-document ``mapping`` error. Per-document
+        failures are returned in :class:`BulkResult`, never raised, so one bad record does not lose its batch.
+        """
+        concrete = self._write_index(index)
+        recorded = self.vector_records(concrete)
+        sources = dict(vector_sources or {})
+        docs = list(documents)
+        present = {name for doc in docs for name in recorded if doc.get(name) is not None}
+        present |= {name for doc in docs for name in sources if doc.get(name) is not None}
+        check_vector_sources(concrete, recorded, sources, present)
+        result = BulkResult()
+        actions = []
+        for doc in docs:
+            doc_id = doc.get("id")
+            if not isinstance(doc_id, str) or not doc_id.strip():
+                result.errors.append({"id": doc_id, "kind": "mapping", "reason": "document has no string id"})
+                continue
+            bad = [
+                f"{name} has {len(doc[name])} dimensions, index expects {recorded[name]['dim']}"
+                for name in present
+                if doc.get(name) is not None and len(doc[name]) != recorded[name]["dim"]
+            ]
+            if bad:
+                result.errors.append({"id": doc_id, "kind": "mapping", "reason": "; ".join(bad)})
+                continue
+            actions.append({"_op_type": "index", "_index": concrete, "_id": doc_id, "_source": dict(doc)})
+        if not actions:
+            return result
+        for ok, item in self._bulk(actions, refresh):
+            info = next(iter(item.values())) if item else {}
+            if ok:
+                result.written += 1
+            else:
+                error = info.get("error")
+                result.errors.append(
+                    {
+                        "id": info.get("_id"),
+                        "kind": classify_bulk_error(int(info.get("status", 0)), error),
+                        "status": info.get("status"),
+                        "reason": _error_reason(error),
+                    }
+                )
+        return result
+
+    def search(self, index: str, request: SearchRequest) -> dict[str, Any]:
+        """Run one search; the raw engine response."""
+        return self._search(index, self.search_body(request))
+
+    def msearch(self, index: str, requests: Sequence[SearchRequest]) -> list[dict[str, Any]]:
+        """Run several searches in one ``_msearch`` round trip; responses in request order.
+
+        A sub-request that failed on the engine raises :class:`EngineError` naming it.
+        """
+        if not requests:
+            return []
+        responses = self._msearch(index, [self.search_body(r) for r in requests])
+        for i, response in enumerate(responses):
+            if "error" in response:
+                error = response["error"]
+                if isinstance(error, Mapping) and error.get("type") == "index_not_found_exception":
+                    raise IndexNotFoundError(f"index or alias {index!r} does not exist")
+                raise EngineError(f"search {i + 1} of {len(responses)} failed: {_error_reason(error)}")
+        return responses
+
+    def delete_documents(self, index: str, ids: Sequence[str], *, refresh: bool = False) -> int:
+        """Delete documents by id; returns how many existed."""
+        if not ids:
+            return 0
+        return self._delete_docs(self._write_index(index), ids, refresh)
+
+    def __enter__(self) -> SearchEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["BulkResult", "ClusterHealth", "SearchEngine", "classify_bulk_error"]

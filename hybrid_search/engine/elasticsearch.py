@@ -1,0 +1,200 @@
+"""Elasticsearch 8.x/9.x through the ``elasticsearch`` client (install the ``elasticsearch`` extra, pinned to the
+cluster's major version: the 9.x client refuses 8.x servers).
+
+Vector fields are ``dense_vector`` with HNSW; kNN is the top-level ``knn`` search option, which a Basic licence
+allows, as is the server-side sum of ``query`` and ``knn`` scores (``native`` hybrid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from hybrid_search.engine.base import SearchEngine
+from hybrid_search.engine.definition import IndexDefinition
+from hybrid_search.engine.dialects import elasticsearch_index_body, elasticsearch_search_body
+from hybrid_search.engine.request import SearchRequest
+from hybrid_search.errors import (
+    ConfigurationError,
+    EngineAuthError,
+    EngineError,
+    EngineUnavailableError,
+    IndexNotFoundError,
+    ValidationError,
+)
+
+# search-body keys whose client keyword differs from the JSON name
+_SEARCH_KWARGS = {"from": "from_", "_source": "source"}
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "certificate verify failed"):
+        if marker in text:
+            return marker.lower()
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+class ElasticsearchEngine(SearchEngine):
+    kind = "elasticsearch"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        api_key: str | None = None,
+        ca_certs: str | None = None,
+        verify_certs: bool = True,
+        timeout_s: float = 10.0,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(url)
+        try:
+            import elasticsearch
+            from elasticsearch import Elasticsearch, helpers
+        except ImportError:
+            raise ConfigurationError(
+                "HYBRID_SEARCH_ENGINE=elasticsearch needs the Elasticsearch client: "
+                "pip install 'hybrid-search[elasticsearch]'"
+            ) from None
+        self._es = elasticsearch
+        self._helpers = helpers
+        kwargs: dict[str, Any] = {
+            "hosts": [url],
+            "request_timeout": timeout_s,
+            "max_retries": max_retries,
+            "retry_on_timeout": True,
+            "verify_certs": verify_certs,
+        }
+        if username is not None:
+            kwargs["basic_auth"] = (username, password or "")
+        if api_key is not None:
+            kwargs["api_key"] = api_key
+        if ca_certs is not None:
+            kwargs["ca_certs"] = ca_certs
+        self._client = Elasticsearch(**kwargs)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        es = self._es
+        try:
+            yield
+        except (es.ConnectionError, es.ConnectionTimeout) as exc:
+            raise EngineUnavailableError(f"cannot reach Elasticsearch at {self.url} ({what}): {_short(exc)}") from None
+        except es.UnsupportedProductError:
+            raise EngineError(
+                f"{self.url} is not Elasticsearch (for OpenSearch set HYBRID_SEARCH_ENGINE=opensearch)"
+            ) from None
+        except (es.AuthenticationException, es.AuthorizationException) as exc:
+            raise EngineAuthError(
+                f"Elasticsearch at {self.url} rejected the credentials ({what}): HTTP {exc.meta.status}"
+            ) from None
+        except es.NotFoundError as exc:
+            raise IndexNotFoundError(f"{what}: not found ({_short(exc)})") from None
+        except es.BadRequestError as exc:
+            raise ValidationError(f"Elasticsearch refused the request ({what}): {_short(exc)}") from None
+        except es.ApiError as exc:
+            raise EngineError(f"Elasticsearch error ({what}): HTTP {exc.meta.status} {_short(exc)}") from None
+        except es.SerializationError as exc:
+            raise EngineError(f"Elasticsearch answered something that is not JSON ({what}): {exc}") from None
+
+    def info(self) -> dict[str, Any]:
+        with self._errors("info"):
+            return dict(self._client.info())
+
+    def _health(self, wait_for_status: str | None, timeout_s: float) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if wait_for_status:
+            kwargs = {"wait_for_status": wait_for_status, "timeout": f"{int(timeout_s)}s"}
+        with self._errors("cluster health"):
+            return dict(self._client.cluster.health(**kwargs))
+
+    def index_body(self, definition: IndexDefinition) -> dict[str, Any]:
+        return elasticsearch_index_body(definition)
+
+    def search_body(self, request: SearchRequest) -> dict[str, Any]:
+        return elasticsearch_search_body(request)
+
+    def _create_index(self, name: str, body: dict[str, Any]) -> None:
+        with self._errors(f"create index {name}"):
+            self._client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
+
+    def _indices(self, pattern: str) -> dict[str, dict[str, Any]]:
+        with self._errors(f"get indices {pattern}"):
+            found = self._client.indices.get(index=pattern, allow_no_indices=True, ignore_unavailable=True)
+        return {
+            name: {"aliases": sorted(data.get("aliases", {})), "meta": data.get("mappings", {}).get("_meta", {})}
+            for name, data in found.items()
+        }
+
+    def _update_aliases(self, body: dict[str, Any]) -> None:
+        with self._errors("update aliases"):
+            self._client.indices.update_aliases(actions=body["actions"])
+
+    def _bulk(self, actions: Iterable[dict[str, Any]], refresh: bool) -> Iterator[tuple[bool, dict[str, Any]]]:
+        with self._errors("bulk write"):
+            yield from self._helpers.streaming_bulk(
+                self._client,
+                actions,
+                chunk_size=500,
+                max_chunk_bytes=50 * 1024 * 1024,
+                raise_on_error=False,
+                refresh="true" if refresh else "false",
+            )
+
+    def _search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {_SEARCH_KWARGS.get(k, k): v for k, v in body.items()}
+        with self._errors(f"search {index}"):
+            return dict(self._client.search(index=index, **kwargs))
+
+    def _msearch(self, index: str, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        searches: list[dict[str, Any]] = []
+        for body in bodies:
+            searches.extend(({"index": index}, body))
+        with self._errors(f"msearch {index}"):
+            return list(self._client.msearch(searches=searches)["responses"])
+
+    def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
+        with self._errors(f"count {index}"):
+            if query:
+                return int(self._client.count(index=index, query=dict(query))["count"])
+            return int(self._client.count(index=index)["count"])
+
+    def refresh(self, index: str) -> None:
+        with self._errors(f"refresh {index}"):
+            self._client.indices.refresh(index=index)
+
+    def delete_index(self, index: str) -> None:
+        with self._errors(f"delete index {index}"):
+            self._client.indices.delete(index=index, ignore_unavailable=True)
+        with self._meta_lock:
+            self._meta_cache.pop(index, None)
+
+    def _delete_docs(self, index: str, ids: Sequence[str], refresh: bool) -> int:
+        actions = [{"_op_type": "delete", "_index": index, "_id": i} for i in ids]
+        deleted = 0
+        with self._errors(f"delete documents from {index}"):
+            for ok, _item in self._helpers.streaming_bulk(
+                self._client, actions, raise_on_error=False, refresh="true" if refresh else "false"
+            ):
+                deleted += int(ok)
+        return deleted
+
+    def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        try:
+            with self._errors(f"get {index}/{doc_id}"):
+                found = self._client.get(index=index, id=doc_id)
+        except IndexNotFoundError as exc:
+            if "index_not_found" in str(exc):
+                raise
+            return None
+        return dict(found["_source"]) if found.get("found") else None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+__all__ = ["ElasticsearchEngine"]
