@@ -64,9 +64,10 @@ def opensearch_index_body(definition: IndexDefinition) -> dict[str, Any]:
 
 
 def opensearch_knn_clause(clause: KnnClause, filters: list[dict[str, Any]]) -> dict[str, Any]:
-    # OpenSearch's `k` is the per-segment candidate count of the Lucene engine, so it takes the candidate pool;
-    # the request's `size` then keeps the best `clause.k`.
-    body: dict[str, Any] = {"vector": list(clause.vector), "k": clause.candidates}
+    # The Lucene engine searches with `k` as its beam and returns `k` neighbours per shard; OpenSearch has no
+    # separate candidate pool for it (method_parameters.ef_search raises the number of hits as well), so
+    # `num_candidates` is not sent: ask for a larger `k` for more recall.
+    body: dict[str, Any] = {"vector": list(clause.vector), "k": clause.k}
     if filters:
         body["filter"] = filters[0] if len(filters) == 1 else {"bool": {"filter": filters}}
     if clause.boost != 1.0:

@@ -92,7 +92,8 @@ class OpenSearchEngine(SearchEngine):
     def _health(self, wait_for_status: str | None, timeout_s: float) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if wait_for_status:
-            params = {"wait_for_status": wait_for_status, "timeout": f"{int(timeout_s)}s"}
+            # request_timeout first: opensearch-py otherwise takes the API's `timeout` as the HTTP timeout
+            params = {"wait_for_status": wait_for_status, "timeout": f"{int(timeout_s)}s", "request_timeout": timeout_s + 10}
         with self._errors("cluster health"):
             return dict(self._client.cluster.health(params=params))
 

@@ -1,0 +1,191 @@
+"""The engine adapter against the real engine of the local stack (OpenSearch 2.19 + k-NN in CI).
+
+Vectors come from a deterministic fake encoder (small hand-made vectors): the model is not the subject here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hybrid_search.engine import EncoderRef, KnnClause, SearchEngine, SearchRequest, load_definition
+from hybrid_search.errors import EncoderMismatchError, IndexNotFoundError, ValidationError
+
+pytestmark = pytest.mark.integration
+
+TEXT = EncoderRef("fake-text", "1")
+IMAGE = EncoderRef("fake-image", "1")
+SOURCES = {"text_vector": TEXT, "image_vector": IMAGE}
+
+PRODUCTS: list[dict[str, Any]] = [
+    {"id": "mj01", "title": "Beaumont Summit Kit jacket", "description": "Rain-proof running jacket",
+     "brand": "Luma", "categories": ["Men", "Jackets"], "colour": "Red", "price": 42.0,
+     "text_vector": [1.0, 0.0, 0.0, 0.0], "image_vector": [1.0, 0.0, 0.0]},
+    {"id": "mj02", "title": "Hyperion Elements jacket", "description": "Light shell for wet days",
+     "brand": "Luma", "categories": ["Men", "Jackets"], "colour": "Blue", "price": 51.0,
+     "text_vector": [0.9, 0.1, 0.0, 0.0], "image_vector": [0.0, 1.0, 0.0]},
+    {"id": "wb01", "title": "Sprite Yoga Strap", "description": "Cotton strap for deeper stretches",
+     "brand": "Sprite", "categories": ["Gear", "Fitness"], "colour": "Blue", "price": 14.0,
+     "text_vector": [0.0, 0.0, 1.0, 0.0], "image_vector": [0.0, 0.0, 1.0]},
+    {"id": "cn01", "title": "红色 羊毛 连衣裙", "description": "冬季 长款 连衣裙",
+     "brand": "Luma", "categories": ["Women", "Dresses"], "colour": "Red", "price": 88.0,
+     "text_vector": [0.0, 1.0, 0.0, 0.0], "image_vector": [0.7, 0.7, 0.0]},
+]  # fmt: skip
+
+
+def definition() -> Any:
+    return load_definition({"text": (TEXT, 4), "image": (IMAGE, 3)})
+
+
+def ids(response: dict[str, Any]) -> list[str]:
+    return [hit["_id"] for hit in response["hits"]["hits"]]
+
+
+@pytest.fixture
+def loaded(engine: SearchEngine, alias: str) -> str:
+    engine.create_index(alias, definition())
+    result = engine.bulk_write(alias, PRODUCTS, vector_sources=SOURCES, refresh=True)
+    assert (result.written, result.errors) == (4, [])
+    return alias
+
+
+def test_create_index_from_the_mapping_files(engine: SearchEngine, alias: str) -> None:
+    name = engine.create_index(alias, definition())
+    assert name == f"{alias}-v1"
+    assert engine.resolve_alias(alias) == [name]
+    records = engine.vector_records(alias)
+    assert records["text_vector"] == {"encoder": "fake-text", "version": "1", "dim": 4, "similarity": "cosine"}
+    assert records["image_vector"]["dim"] == 3
+
+
+def test_every_vector_field_of_the_live_index_uses_lucene(engine: SearchEngine, alias: str) -> None:
+    name = engine.create_index(alias, definition())
+    mapping = engine._client.indices.get_mapping(index=name)[name]["mappings"]["properties"]  # type: ignore[attr-defined]
+    vectors = {k: v for k, v in mapping.items() if v.get("type") == "knn_vector"}
+    assert set(vectors) == {"text_vector", "image_vector"}
+    assert {v["method"]["engine"] for v in vectors.values()} == {"lucene"}
+
+
+def test_second_version_waits_for_an_explicit_swap(engine: SearchEngine, alias: str) -> None:
+    v1 = engine.create_index(alias, definition())
+    v2 = engine.create_index(alias, definition())
+    assert v2 == f"{alias}-v2"
+    assert engine.resolve_alias(alias) == [v1]
+    engine.bulk_write(v2, PRODUCTS[:1], vector_sources=SOURCES, refresh=True)
+    assert engine.count(alias) == 0
+    engine.swap_alias(alias, v2)
+    assert engine.resolve_alias(alias) == [v2]
+    assert engine.count(alias) == 1
+    assert sorted(engine.versions(alias).values()) == [v1, v2]
+
+
+def test_swap_to_a_missing_or_foreign_index_is_refused(engine: SearchEngine, alias: str) -> None:
+    engine.create_index(alias, definition())
+    with pytest.raises(IndexNotFoundError):
+        engine.swap_alias(alias, f"{alias}-v9")
+    with pytest.raises(ValidationError, match="not a version"):
+        engine.swap_alias(alias, "something-else")
+
+
+def test_bm25_query_returns_the_expected_products(engine: SearchEngine, loaded: str) -> None:
+    query = {"multi_match": {"query": "jackets", "fields": ["title^3", "description", "categories"]}}
+    assert sorted(ids(engine.search(loaded, SearchRequest(query=query)))) == ["mj01", "mj02"]
+    # English stemming: "stretch" finds "stretches"
+    assert ids(engine.search(loaded, SearchRequest(query={"match": {"description": "stretch"}}))) == ["wb01"]
+
+
+def test_cjk_subfield_finds_chinese_product_text(engine: SearchEngine, loaded: str) -> None:
+    response = engine.search(loaded, SearchRequest(query={"match": {"title.cjk": "连衣裙"}}))
+    assert ids(response) == ["cn01"]
+
+
+def test_filtered_knn_returns_the_nearest_product_in_the_filter(engine: SearchEngine, loaded: str) -> None:
+    near_mj01 = KnnClause("text_vector", (1.0, 0.0, 0.0, 0.0), k=2)
+    assert ids(engine.search(loaded, SearchRequest(knn=(near_mj01,), size=2))) == ["mj01", "mj02"]
+    blue = SearchRequest(knn=(near_mj01,), filter=({"term": {"colour.keyword": "blue"}},), size=2)
+    # pre-filtering: both blue products come back (the filter runs inside the kNN search, not after it)
+    assert ids(engine.search(loaded, blue)) == ["mj02", "wb01"]
+    cheap = SearchRequest(knn=(KnnClause("image_vector", (0.0, 1.0, 0.0), k=1),), filter=({"range": {"price": {"gte": 60}}},))
+    assert ids(engine.search(loaded, cheap))[:1] == ["cn01"]
+
+
+def test_native_hybrid_sums_bm25_and_knn(engine: SearchEngine, loaded: str) -> None:
+    bm25 = {"match": {"title": "strap"}}
+    knn = KnnClause("text_vector", (0.0, 1.0, 0.0, 0.0), k=1)
+    response = engine.search(loaded, SearchRequest(query=bm25, knn=(knn,), size=4))
+    assert set(ids(response)) == {"wb01", "cn01"}
+    alone = {h["_id"]: h["_score"] for h in engine.search(loaded, SearchRequest(query=bm25))["hits"]["hits"]}
+    summed = {h["_id"]: h["_score"] for h in response["hits"]["hits"]}
+    assert summed["wb01"] == pytest.approx(alone["wb01"], rel=1e-5)
+    assert summed["cn01"] == pytest.approx(1.0, rel=1e-5)  # Lucene cosine score (1 + cos) / 2 of identical vectors
+
+
+def test_msearch_answers_in_request_order(engine: SearchEngine, loaded: str) -> None:
+    responses = engine.msearch(
+        loaded,
+        [
+            SearchRequest(query={"match": {"title": "yoga"}}),
+            SearchRequest(knn=(KnnClause("image_vector", (0.0, 1.0, 0.0), k=1),), size=1),
+        ],
+    )
+    assert [ids(r) for r in responses] == [["wb01"], ["mj02"]]
+
+
+def test_facets_and_filters_on_keyword_fields(engine: SearchEngine, loaded: str) -> None:
+    aggs = {"colours": {"terms": {"field": "colour.keyword"}}, "brands": {"terms": {"field": "brand.keyword"}}}
+    response = engine.search(loaded, SearchRequest(filter=({"term": {"categories": "Men"}},), size=0, aggs=aggs))
+    assert response["hits"]["total"]["value"] == 2
+    assert {b["key"]: b["doc_count"] for b in response["aggregations"]["colours"]["buckets"]} == {"red": 1, "blue": 1}
+
+
+def test_encoder_mismatch_is_refused_and_nothing_is_written(engine: SearchEngine, alias: str) -> None:
+    engine.create_index(alias, definition())
+    other = {"text_vector": EncoderRef("fake-text", "2"), "image_vector": IMAGE}
+    with pytest.raises(EncoderMismatchError, match="refusing vectors of 'fake-text' version '2'"):
+        engine.bulk_write(alias, PRODUCTS, vector_sources=other, refresh=True)
+    with pytest.raises(EncoderMismatchError, match="without naming the encoder"):
+        engine.bulk_write(alias, PRODUCTS, refresh=True)
+    assert engine.count(alias) == 0
+
+
+def test_bad_documents_fail_alone_and_the_rest_of_the_batch_lands(engine: SearchEngine, alias: str) -> None:
+    engine.create_index(alias, definition())
+    batch = [
+        *PRODUCTS[:2],
+        {**PRODUCTS[2], "text_vector": [1.0, 2.0]},  # wrong dimension
+        {**PRODUCTS[3], "price": "not a number"},  # the engine refuses it
+        {"title": "no id"},
+        {"id": "x1", "title": "unknown field", "sku_colour": "red"},  # strict mapping
+    ]
+    result = engine.bulk_write(alias, batch, vector_sources=SOURCES, refresh=True)
+    assert result.written == 2
+    reasons = {str(e["id"]): (e["kind"], e["reason"]) for e in result.errors}
+    assert set(reasons) == {"wb01", "cn01", "None", "x1"}
+    assert reasons["wb01"] == ("mapping", "text_vector has 2 dimensions, index expects 4")
+    assert reasons["cn01"][0] == "mapping" and "price" in reasons["cn01"][1]
+    assert reasons["x1"][0] == "mapping" and "sku_colour" in reasons["x1"][1]
+    assert engine.count(alias) == 2
+
+
+def test_rewriting_is_idempotent_and_delete_removes(engine: SearchEngine, loaded: str) -> None:
+    engine.bulk_write(loaded, PRODUCTS, vector_sources=SOURCES, refresh=True)
+    assert engine.count(loaded) == 4
+    assert engine.get_document(loaded, "mj01")["title"] == "Beaumont Summit Kit jacket"  # type: ignore[index]
+    assert engine.delete_documents(loaded, ["mj01", "nope"], refresh=True) == 1
+    assert engine.count(loaded) == 3
+    assert engine.get_document(loaded, "mj01") is None
+
+
+def test_missing_index_is_a_clear_error(engine: SearchEngine) -> None:
+    with pytest.raises(IndexNotFoundError, match="does not exist"):
+        engine.bulk_write("no-such-alias", PRODUCTS, vector_sources=SOURCES)
+    with pytest.raises(IndexNotFoundError):
+        engine.msearch("no-such-alias", [SearchRequest(query={"match_all": {}})])
+
+
+def test_health_reports_version_and_status(engine: SearchEngine) -> None:
+    health = engine.health(wait_for_status="yellow")
+    assert health.engine == "opensearch"
+    assert health.version.startswith("2.19.")
+    assert health.status in ("green", "yellow")
