@@ -76,6 +76,21 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return marker in cmdline and state != "Z"
 
 
+def _spawn_detached(cmd: list[str], log_path: Path) -> int:
+    """Start ``cmd`` in its own session, output appended to ``log_path``; it outlives this process.
+
+    ``posix_spawn`` rather than ``Popen``: no handle object is left to warn when it is collected while the server
+    runs on (which it is meant to), and no fork of a possibly multi-threaded interpreter.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), flags, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawn(cmd[0], cmd, dict(os.environ), file_actions=actions, setsid=True)
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -215,12 +230,9 @@ class Stack:
                 "--initial-managers", ",".join(n["name"] for n in nodes),
             ]  # fmt: skip
         log_path = self.logs_dir / f"{name}.log"
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(  # noqa: S603
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
-        self.echo(f"engine {name} starting on 127.0.0.1:{node['http']} (pid {proc.pid}, log {log_path})")
+        pid = _spawn_detached(cmd, log_path)
+        (self.run_dir / f"{name}.pid").write_text(str(pid))
+        self.echo(f"engine {name} starting on 127.0.0.1:{node['http']} (pid {pid}, log {log_path})")
 
     def _wait_engine(self, nodes: list[dict[str, Any]]) -> None:
         deadline = time.monotonic() + self.settings.stack_start_timeout_s
