@@ -96,8 +96,10 @@ def lite_preprocess(image: Image.Image, size: int = INPUT_SIZE) -> NDArray[np.fl
     crop = max(1, int(size / (size + 32) * min(width, height)))
     top = (height - crop + 1) // 2
     left = (width - crop + 1) // 2
-    resized = image.resize(
-        (size, size), PILImage.Resampling.BICUBIC, box=(left, top, left + crop, top + crop)
+    # crop first, then resize: resizing with ``box=`` would let the filter read pixels outside the crop
+    cropped = image.crop((left, top, left + crop, top + crop))
+    resized = (
+        cropped if cropped.size == (size, size) else cropped.resize((size, size), PILImage.Resampling.BICUBIC)
     )
     array = np.asarray(resized, dtype=np.float32)
     out: NDArray[np.float32] = (array - 127.0) / 128.0

@@ -151,7 +151,7 @@ def test_fake_encoder_satisfies_the_protocol_and_handles_empty_and_bad_input() -
     empty = encoder.embed_documents([])
     assert empty.shape == (0, 2) and empty.dtype == np.float32
     with pytest.raises(ValidationError):
-        encoder.embed_documents("not a list")  # type: ignore[arg-type]
+        encoder.embed_documents("not a list")  # a str is a Sequence[str]: refused at run time
     with pytest.raises(ValidationError):
         encoder.embed_documents(["ok", 3])  # type: ignore[list-item]
 
@@ -329,3 +329,40 @@ def test_colour_of_an_all_white_image_is_still_a_unit_vector() -> None:
 def test_colour_refuses_non_images() -> None:
     with pytest.raises(ValidationError, match="not a PIL image"):
         get_encoder("colour").embed_documents(["red"])
+
+
+# ----------------------------------------------------------------------------------------- preprocessing
+
+
+def test_lite_preprocessing_crops_224_of_256_and_scales_to_plus_minus_one() -> None:
+    image_module = pytest.importorskip("PIL.Image", reason="Pillow ships with the 'workers' extra")
+    from hybrid_search.encoders.image import lite_preprocess
+
+    # 256 x 256: the crop is exactly 224 px at offset 16, so no resampling happens and values are exact
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
+    out = lite_preprocess(image_module.fromarray(pixels))
+    assert out.shape == (224, 224, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, (pixels[16:240, 16:240].astype(np.float32) - 127.0) / 128.0)
+
+
+def test_lite_preprocessing_crop_box_of_a_landscape_photo() -> None:
+    image_module = pytest.importorskip("PIL.Image", reason="Pillow ships with the 'workers' extra")
+    from hybrid_search.encoders.image import lite_preprocess
+
+    # 512 x 320: crop = int(224 / 256 * 320) = 280 at top (320 - 280 + 1) // 2 = 20,
+    # left (512 - 280 + 1) // 2 = 116; nothing outside the crop box may leak in through the resize filter
+    pixels = np.zeros((320, 512, 3), dtype=np.uint8)
+    pixels[20:300, 116:396] = 255  # exactly the crop box is white
+    out = lite_preprocess(image_module.fromarray(pixels))
+    np.testing.assert_allclose(out, (255.0 - 127.0) / 128.0, atol=1e-6)
+
+
+def test_imagenet_preprocessing_uses_torchvision_mean_and_std() -> None:
+    image_module = pytest.importorskip("PIL.Image", reason="Pillow ships with the 'workers' extra")
+    from hybrid_search.encoders.image import imagenet_preprocess
+
+    out = imagenet_preprocess(image_module.new("RGB", (300, 400), (255, 0, 128)))
+    assert out.shape == (224, 224, 3)
+    expected = (np.array([1.0, 0.0, 128 / 255]) - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(out[100, 100], expected, atol=1e-5)
