@@ -36,9 +36,12 @@ def _echo(message: str) -> None:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
+) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -54,7 +57,9 @@ def _print_status(rows: list[object], as_json: bool) -> None:
         return
     table = Table("component", "state", "address", "detail", "pid")
     for s in statuses:
-        table.add_row(s.name, "[green]up[/]" if s.up else "[red]down[/]", s.address, s.detail, str(s.pid or ""))
+        table.add_row(
+            s.name, "[green]up[/]" if s.up else "[red]down[/]", s.address, s.detail, str(s.pid or "")
+        )
     out.print(table)
 
 
@@ -94,7 +99,8 @@ def stack_status(as_json: JsonOpt = False) -> None:
 @index_app.command("create")
 def index_create(
     activate: Annotated[
-        bool | None, typer.Option("--activate/--no-activate", help="Swap the alias to it (default: only if none).")
+        bool | None,
+        typer.Option("--activate/--no-activate", help="Swap the alias to it (default: only if none)."),
     ] = None,
 ) -> None:
     """Create the next `<alias>-v<N>` from the mapping files and the configured encoders."""
@@ -110,7 +116,9 @@ def index_create(
 
 
 @index_app.command("swap")
-def index_swap(index: Annotated[str, typer.Argument(help="The version to make live, e.g. products-v2.")]) -> None:
+def index_swap(
+    index: Annotated[str, typer.Argument(help="The version to make live, e.g. products-v2.")],
+) -> None:
     """Point the alias at another version, atomically."""
     from hybrid_search.engine import create_engine
 
@@ -154,6 +162,48 @@ def index_delete(index: Annotated[str, typer.Argument(help="A version that is no
             raise HybridSearchError(f"{index} is not a version of {settings.index_alias}")
         engine.delete_index(index)
     out.print(f"deleted {index}")
+
+
+@app.command("demo")
+def demo(
+    query: Annotated[str, typer.Argument(help="What to search for.")] = "waterproof jacket for hiking",
+    stack: Annotated[bool, typer.Option("--stack/--no-stack", help="Start the local stack first.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the local stack, index two products with real embeddings, run a hybrid query and print it."""
+    from dataclasses import asdict
+
+    from hybrid_search.demo import DEMO_PRODUCTS, run_demo
+    from hybrid_search.engine import create_engine
+
+    settings = get_settings()
+    if stack:
+        from hybrid_search.stack import Stack
+
+        Stack(settings, echo=_echo).up()
+    with create_engine(settings) as engine:
+        result = run_demo(settings, engine, query)
+    if as_json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    titles = {p["id"]: p["title"] for p in DEMO_PRODUCTS}
+    out.print(f"indexed {len(DEMO_PRODUCTS)} products into {result.index}; query: [bold]{result.query}[/]")
+    table = Table(
+        "rank", "product", "fused score", "bm25 (raw -> norm)", "text kNN (raw -> norm)", "native sum"
+    )
+    native = dict(result.native)
+    for rank, hit in enumerate(result.fused, 1):
+        cells = []
+        for name in ("bm25", "text_knn"):
+            c = hit["explain"].get(name)
+            cells.append(
+                "-"
+                if c is None or c["raw_score"] is None
+                else f"{c['raw_score']:.3f} -> {c['normalised']:.3f}"
+            )
+        table.add_row(str(rank), titles.get(hit["id"], hit["id"]), f"{hit['score']:.3f}", *cells,
+                      f"{native[hit['id']]:.3f}" if hit["id"] in native else "-")  # fmt: skip
+    out.print(table)
 
 
 @app.command("health")

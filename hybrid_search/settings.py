@@ -47,49 +47,79 @@ class Settings(BaseSettings):
     )
 
     # --- engine ---------------------------------------------------------------------------------------
-    engine: Literal["opensearch", "elasticsearch"] = Field("opensearch", description="Which engine the cluster runs.")
+    engine: Literal["opensearch", "elasticsearch"] = Field(
+        "opensearch", description="Which engine the cluster runs."
+    )
     engine_url: str = Field("http://127.0.0.1:9200", description="Engine URL (http or https).")
     engine_username: str | None = Field(None, description="Basic-auth user for a secured cluster.")
     engine_password: SecretStr | None = Field(None, description="Basic-auth password.")
     engine_api_key: SecretStr | None = Field(None, description="API key (Elasticsearch `id:key` or encoded).")
-    engine_ca_certs: Path | None = Field(None, description="PEM file of the CA that signed the engine's TLS cert.")
+    engine_ca_certs: Path | None = Field(
+        None, description="PEM file of the CA that signed the engine's TLS cert."
+    )
     engine_verify_certs: bool = Field(True, description="Verify the engine's TLS certificate.")
     engine_timeout_s: float = Field(10.0, gt=0, description="Per-request timeout in seconds.")
     engine_max_retries: int = Field(2, ge=0, description="Client retries on connection errors and timeouts.")
 
     # --- index ----------------------------------------------------------------------------------------
-    index_alias: str = Field("products", description="Alias the application reads and writes; behind it `<alias>-v<N>`.")
+    index_alias: str = Field(
+        "products", description="Alias the application reads and writes; behind it `<alias>-v<N>`."
+    )
     index_shards: int = Field(1, ge=1, description="Primary shards of a new index.")
     index_replicas: int = Field(0, ge=0, description="Replicas of a new index (1+ on a multi-node cluster).")
     hnsw_m: int = Field(16, ge=2, le=512, description="HNSW graph degree of vector fields.")
     hnsw_ef_construction: int = Field(100, ge=2, le=4096, description="HNSW build beam width.")
-    mappings_dir: Path | None = Field(None, description="Folder of mapping JSON files (default: the bundled ones).")
+    mappings_dir: Path | None = Field(
+        None, description="Folder of mapping JSON files (default: the bundled ones)."
+    )
 
     # --- encoders -------------------------------------------------------------------------------------
-    text_encoder: str = Field("minilm", description="Text encoder name (`minilm`, `hf-text:<model>`, `clip:<model>`).")
-    image_encoder: str = Field("efficientnet-lite0", description="Image encoder name (or `resnet50:<path>`, `clip:<model>`).")
+    text_encoder: str = Field(
+        "minilm", description="Text encoder name (`minilm`, `hf-text:<model>`, `clip:<model>`)."
+    )
+    image_encoder: str = Field(
+        "efficientnet-lite0", description="Image encoder name (or `resnet50:<path>`, `clip:<model>`)."
+    )
     colour_vectors: bool = Field(True, description="Store an HSV colour histogram of each product photo.")
-    fused_text_weight: float = Field(0.5, ge=0, le=1, description="Text share of the fused (concatenated) vector.")
-    device: str | None = Field(None, description="Torch device for encoders (`cpu`, `cuda`, `cuda:1`); default: CUDA if present.")
+    fused_text_weight: float = Field(
+        0.5, ge=0, le=1, description="Text share of the fused (concatenated) vector."
+    )
+    device: str | None = Field(
+        None, description="Torch device for encoders (`cpu`, `cuda`, `cuda:1`); default: CUDA if present."
+    )
 
     # --- fusion defaults ------------------------------------------------------------------------------
     fusion_method: Literal["linear", "rrf", "native"] = Field("linear", description="Default fusion method.")
-    fusion_normaliser: Literal["minmax", "zscore", "l2", "dbsf"] = Field("minmax", description="Score normaliser of `linear`.")
+    fusion_normaliser: Literal["minmax", "zscore", "l2", "dbsf"] = Field(
+        "minmax", description="Score normaliser of `linear`."
+    )
     fusion_rank_constant: int = Field(60, gt=0, description="k of reciprocal rank fusion.")
     fusion_rank_window: int = Field(100, ge=1, le=10_000, description="Candidates fetched per retriever.")
     fusion_bm25_weight: float = Field(0.5, ge=0, description="Default weight of the BM25 retriever.")
     fusion_text_knn_weight: float = Field(0.5, ge=0, description="Default weight of the text kNN retriever.")
-    fusion_image_knn_weight: float = Field(0.5, ge=0, description="Default weight of the image kNN retriever.")
+    fusion_image_knn_weight: float = Field(
+        0.5, ge=0, description="Default weight of the image kNN retriever."
+    )
 
     # --- queue ----------------------------------------------------------------------------------------
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL: Celery broker, results, dead letters.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL: Celery broker, results, dead letters."
+    )
 
     # --- local stack ----------------------------------------------------------------------------------
-    stack_dir: Path = Field(default_factory=_default_stack_dir, description="Data, logs and jars of the local stack.")
-    stack_http_port: int = Field(9200, ge=1, le=65535, description="HTTP port of the first local engine node.")
-    stack_transport_port: int = Field(9300, ge=1, le=65535, description="Transport port of the first local node.")
+    stack_dir: Path = Field(
+        default_factory=_default_stack_dir, description="Data, logs and jars of the local stack."
+    )
+    stack_http_port: int = Field(
+        9200, ge=1, le=65535, description="HTTP port of the first local engine node."
+    )
+    stack_transport_port: int = Field(
+        9300, ge=1, le=65535, description="Transport port of the first local node."
+    )
     stack_redis_port: int = Field(6379, ge=1, le=65535, description="Port of the local Redis.")
-    stack_heap: str = Field("1g", pattern=r"^[0-9]+[mMgG]$", description="JVM heap of each local engine node.")
+    stack_heap: str = Field(
+        "1g", pattern=r"^[0-9]+[mMgG]$", description="JVM heap of each local engine node."
+    )
     stack_start_timeout_s: float = Field(180.0, gt=0, description="How long `stack up` waits for the engine.")
 
     @field_validator("engine_url")
@@ -100,13 +130,24 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        return _check_url(value, ("redis", "rediss", "unix"), "redis_url") if not value.startswith("unix") else value
+        return (
+            _check_url(value, ("redis", "rediss", "unix"), "redis_url")
+            if not value.startswith("unix")
+            else value
+        )
 
     @field_validator("index_alias")
     @classmethod
     def _alias(cls, value: str) -> str:
-        if not value or value != value.lower() or any(c in value for c in ' "*\\<|,>/?#:') or value[0] in "-_+.":
-            raise ValueError(f"index_alias {value!r} is not a valid index name (lowercase, no spaces or \\/*?\"<>|,#:)")
+        if (
+            not value
+            or value != value.lower()
+            or any(c in value for c in ' "*\\<|,>/?#:')
+            or value[0] in "-_+."
+        ):
+            raise ValueError(
+                f'index_alias {value!r} is not a valid index name (lowercase, no spaces or \\/*?"<>|,#:)'
+            )
         return value
 
     @field_validator("engine_ca_certs")

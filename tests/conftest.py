@@ -26,7 +26,9 @@ def engine(settings: Settings) -> Iterator[SearchEngine]:
     try:
         client.health(wait_for_status="yellow", timeout_s=30)
     except HybridSearchError as exc:
-        pytest.fail(f"the engine is not reachable ({exc}); start it with `hybrid-search stack up`", pytrace=False)
+        pytest.fail(
+            f"the engine is not reachable ({exc}); start it with `hybrid-search stack up`", pytrace=False
+        )
     yield client
     client.close()
 

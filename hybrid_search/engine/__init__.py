@@ -1,7 +1,7 @@
 """The one place that talks to the search engine.
 
-    from hybrid_search.engine import create_engine
-    engine = create_engine(settings)      # OpenSearchEngine or ElasticsearchEngine
+from hybrid_search.engine import create_engine
+engine = create_engine(settings)      # OpenSearchEngine or ElasticsearchEngine
 """
 
 from __future__ import annotations
@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hybrid_search.engine.base import BulkResult, ClusterHealth, SearchEngine
-from hybrid_search.engine.definition import EncoderRef, HnswParams, IndexDefinition, VectorField, load_definition
+from hybrid_search.engine.definition import (
+    EncoderRef,
+    HnswParams,
+    IndexDefinition,
+    VectorField,
+    load_definition,
+)
 from hybrid_search.engine.request import KnnClause, SearchRequest
 
 if TYPE_CHECKING:
@@ -36,7 +42,9 @@ def create_engine(settings: Settings) -> SearchEngine:
     return OpenSearchEngine(settings.engine_url, **kwargs)  # type: ignore[arg-type]
 
 
-def definition_from_settings(settings: Settings, encoders: dict[str, tuple[EncoderRef, int]]) -> IndexDefinition:
+def definition_from_settings(
+    settings: Settings, encoders: dict[str, tuple[EncoderRef, int]]
+) -> IndexDefinition:
     """The products index definition with the settings' shards, replicas and HNSW parameters."""
     return load_definition(
         encoders,

@@ -54,7 +54,9 @@ def classify_bulk_error(status: int, error: Mapping[str, Any] | str | None) -> s
     if status == 409:
         return "conflict"
     kind = error.get("type", "") if isinstance(error, Mapping) else str(error or "")
-    if any(word in kind for word in ("mapper_parsing", "document_parsing", "strict_dynamic", "illegal_argument")):
+    if any(
+        word in kind for word in ("mapper_parsing", "document_parsing", "strict_dynamic", "illegal_argument")
+    ):
         return "mapping"
     return "other"
 
@@ -107,7 +109,9 @@ class SearchEngine(abc.ABC):
     def _update_aliases(self, body: dict[str, Any]) -> None: ...
 
     @abc.abstractmethod
-    def _bulk(self, actions: Iterable[dict[str, Any]], refresh: bool) -> Iterator[tuple[bool, dict[str, Any]]]:
+    def _bulk(
+        self, actions: Iterable[dict[str, Any]], refresh: bool
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
         """Stream actions; yield ``(ok, item)`` per document in order."""
 
     @abc.abstractmethod
@@ -184,7 +188,9 @@ class SearchEngine(abc.ABC):
     def swap_alias(self, alias: str, index: str) -> None:
         """Point ``alias`` at ``index`` alone, atomically (readers never see zero or two indices)."""
         if parse_version(alias, index) is None:
-            raise ValidationError(f"index {index!r} is not a version of alias {alias!r} (expected {alias}-v<N>)")
+            raise ValidationError(
+                f"index {index!r} is not a version of alias {alias!r} (expected {alias}-v<N>)"
+            )
         if index not in self._indices(index):
             raise IndexNotFoundError(f"index {index!r} does not exist")
         from hybrid_search.engine.dialects import swap_alias_actions

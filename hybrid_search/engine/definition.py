@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from hybrid_search.errors import ConfigurationError, EncoderMismatchError
 
@@ -85,7 +85,8 @@ class IndexDefinition:
             META_KEY: {
                 "schema": META_SCHEMA,
                 "vectors": {
-                    v.name: {**v.encoder.as_meta(), "dim": v.dim, "similarity": v.similarity} for v in self.vectors
+                    v.name: {**v.encoder.as_meta(), "dim": v.dim, "similarity": v.similarity}
+                    for v in self.vectors
                 },
             }
         }
@@ -107,7 +108,9 @@ def _read_json(folder: Path | None, name: str) -> dict[str, Any]:
             text = resources.files("hybrid_search").joinpath("mappings", name).read_text(encoding="utf-8")
     except OSError as exc:
         where = folder if folder is not None else "the bundled mappings"
-        raise ConfigurationError(f"cannot read mapping file {name!r} from {where}: {exc.strerror or exc}") from None
+        raise ConfigurationError(
+            f"cannot read mapping file {name!r} from {where}: {exc.strerror or exc}"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -144,7 +147,9 @@ def load_definition(
         raise ConfigurationError("products.json must have mappings.properties") from None
     unknown_roles = set(encoders) - {spec.get("source") for spec in vector_roles(mappings_dir).values()}
     if unknown_roles:
-        raise ConfigurationError(f"no vector field in vectors.json takes encoder role(s) {sorted(unknown_roles)}")
+        raise ConfigurationError(
+            f"no vector field in vectors.json takes encoder role(s) {sorted(unknown_roles)}"
+        )
     vectors = []
     for name, spec in vector_roles(mappings_dir).items():
         role = spec.get("source", "")
@@ -153,9 +158,8 @@ def load_definition(
         ref, dim = encoders[role]
         if name in properties:
             raise ConfigurationError(f"field {name!r} is declared both in products.json and vectors.json")
-        vectors.append(
-            VectorField(name=name, dim=dim, similarity=spec.get("similarity", "cosine"), encoder=ref, source=role)  # type: ignore[arg-type]
-        )
+        similarity = cast(Similarity, spec.get("similarity", "cosine"))  # VectorField validates it
+        vectors.append(VectorField(name=name, dim=dim, similarity=similarity, encoder=ref, source=role))
     return IndexDefinition(
         analysis=copy.deepcopy(analysis),
         properties=copy.deepcopy(properties),
@@ -189,7 +193,10 @@ def vectors_from_meta(meta: Mapping[str, Any] | None) -> dict[str, dict[str, Any
 
 
 def check_vector_sources(
-    index: str, recorded: Mapping[str, Mapping[str, Any]], sources: Mapping[str, EncoderRef], present: set[str]
+    index: str,
+    recorded: Mapping[str, Mapping[str, Any]],
+    sources: Mapping[str, EncoderRef],
+    present: set[str],
 ) -> None:
     """Refuse vectors whose encoder is not the one the index records for that field.
 

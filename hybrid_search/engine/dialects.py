@@ -105,7 +105,11 @@ def elasticsearch_vector_field(vector: VectorField, definition: IndexDefinition)
         "dims": vector.dim,
         "index": True,
         "similarity": ELASTICSEARCH_SIMILARITY[vector.similarity],
-        "index_options": {"type": "hnsw", "m": definition.hnsw.m, "ef_construction": definition.hnsw.ef_construction},
+        "index_options": {
+            "type": "hnsw",
+            "m": definition.hnsw.m,
+            "ef_construction": definition.hnsw.ef_construction,
+        },
     }
 
 
@@ -161,7 +165,9 @@ def _common(request: SearchRequest, body: dict[str, Any]) -> dict[str, Any]:
 
 def swap_alias_actions(alias: str, current: list[str], target: str) -> dict[str, Any]:
     """One atomic ``_aliases`` body: the alias leaves every index it points to and points at ``target``."""
-    actions: list[dict[str, Any]] = [{"remove": {"index": name, "alias": alias}} for name in current if name != target]
+    actions: list[dict[str, Any]] = [
+        {"remove": {"index": name, "alias": alias}} for name in current if name != target
+    ]
     actions.append({"add": {"index": target, "alias": alias, "is_write_index": True}})
     return {"actions": actions}
 

@@ -30,7 +30,12 @@ _SEARCH_KWARGS = {"from": "from_", "_source": "source"}
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "certificate verify failed"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "certificate verify failed",
+    ):
         if marker in text:
             return marker.lower()
     return text if len(text) < 300 else text[:300] + "..."
@@ -83,7 +88,9 @@ class ElasticsearchEngine(SearchEngine):
         try:
             yield
         except (es.ConnectionError, es.ConnectionTimeout) as exc:
-            raise EngineUnavailableError(f"cannot reach Elasticsearch at {self.url} ({what}): {_short(exc)}") from None
+            raise EngineUnavailableError(
+                f"cannot reach Elasticsearch at {self.url} ({what}): {_short(exc)}"
+            ) from None
         except es.UnsupportedProductError:
             raise EngineError(
                 f"{self.url} is not Elasticsearch (for OpenSearch set HYBRID_SEARCH_ENGINE=opensearch)"
@@ -126,7 +133,10 @@ class ElasticsearchEngine(SearchEngine):
         with self._errors(f"get indices {pattern}"):
             found = self._client.indices.get(index=pattern, allow_no_indices=True, ignore_unavailable=True)
         return {
-            name: {"aliases": sorted(data.get("aliases", {})), "meta": data.get("mappings", {}).get("_meta", {})}
+            name: {
+                "aliases": sorted(data.get("aliases", {})),
+                "meta": data.get("mappings", {}).get("_meta", {}),
+            }
             for name, data in found.items()
         }
 
@@ -134,7 +144,9 @@ class ElasticsearchEngine(SearchEngine):
         with self._errors("update aliases"):
             self._client.indices.update_aliases(actions=body["actions"])
 
-    def _bulk(self, actions: Iterable[dict[str, Any]], refresh: bool) -> Iterator[tuple[bool, dict[str, Any]]]:
+    def _bulk(
+        self, actions: Iterable[dict[str, Any]], refresh: bool
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
         with self._errors("bulk write"):
             yield from self._helpers.streaming_bulk(
                 self._client,

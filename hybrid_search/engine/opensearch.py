@@ -24,7 +24,12 @@ from hybrid_search.errors import (
 
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "info", None) or exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "certificate verify failed"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "certificate verify failed",
+    ):
         if marker in text:
             return marker.lower()
     return text if len(text) < 300 else text[:300] + "..."
@@ -68,7 +73,9 @@ class OpenSearchEngine(SearchEngine):
         try:
             yield
         except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
-            raise EngineUnavailableError(f"cannot reach OpenSearch at {self.url} ({what}): {_short(exc)}") from None
+            raise EngineUnavailableError(
+                f"cannot reach OpenSearch at {self.url} ({what}): {_short(exc)}"
+            ) from None
         except (os_exc.AuthenticationException, os_exc.AuthorizationException) as exc:
             raise EngineAuthError(
                 f"OpenSearch at {self.url} rejected the credentials ({what}): HTTP {exc.status_code}"
@@ -93,7 +100,11 @@ class OpenSearchEngine(SearchEngine):
         params: dict[str, Any] = {}
         if wait_for_status:
             # request_timeout first: opensearch-py otherwise takes the API's `timeout` as the HTTP timeout
-            params = {"wait_for_status": wait_for_status, "timeout": f"{int(timeout_s)}s", "request_timeout": timeout_s + 10}
+            params = {
+                "wait_for_status": wait_for_status,
+                "timeout": f"{int(timeout_s)}s",
+                "request_timeout": timeout_s + 10,
+            }
         with self._errors("cluster health"):
             return dict(self._client.cluster.health(params=params))
 
@@ -113,7 +124,10 @@ class OpenSearchEngine(SearchEngine):
                 index=pattern, params={"allow_no_indices": "true", "ignore_unavailable": "true"}
             )
         return {
-            name: {"aliases": sorted(data.get("aliases", {})), "meta": data.get("mappings", {}).get("_meta", {})}
+            name: {
+                "aliases": sorted(data.get("aliases", {})),
+                "meta": data.get("mappings", {}).get("_meta", {}),
+            }
             for name, data in found.items()
         }
 
@@ -121,7 +135,9 @@ class OpenSearchEngine(SearchEngine):
         with self._errors("update aliases"):
             self._client.indices.update_aliases(body=body)
 
-    def _bulk(self, actions: Iterable[dict[str, Any]], refresh: bool) -> Iterator[tuple[bool, dict[str, Any]]]:
+    def _bulk(
+        self, actions: Iterable[dict[str, Any]], refresh: bool
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
         with self._errors("bulk write"):
             yield from helpers.streaming_bulk(
                 self._client,

@@ -32,7 +32,8 @@ class KnnClause:
             raise ValidationError(f"kNN k must be at least 1, got {self.k}", field="k")
         if self.num_candidates is not None and self.num_candidates < self.k:
             raise ValidationError(
-                f"kNN num_candidates ({self.num_candidates}) must be at least k ({self.k})", field="num_candidates"
+                f"kNN num_candidates ({self.num_candidates}) must be at least k ({self.k})",
+                field="num_candidates",
             )
         if not self.vector:
             raise ValidationError(f"kNN on {self.field!r} got an empty vector", field="vector")

@@ -167,14 +167,18 @@ class Stack:
                 done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
                 if done.returncode != 0:
                     cp_file.unlink(missing_ok=True)
-                    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if "ERROR" in ln] or ["(no output)"]
+                    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if "ERROR" in ln] or [
+                        "(no output)"
+                    ]
                     raise StackError(f"Maven could not resolve the OpenSearch jars: {lines[0].strip()}")
         jars = [line for line in cp_file.read_text().strip().split(os.pathsep) if line]
         jars += sorted(str(p) for p in knn_dir.glob("*.jar"))
         missing = [j for j in jars if not Path(j).exists()]
         if missing:
             cp_file.unlink(missing_ok=True)
-            raise StackError(f"the cached engine classpath names missing jars ({missing[0]}); run stack up again")
+            raise StackError(
+                f"the cached engine classpath names missing jars ({missing[0]}); run stack up again"
+            )
         return os.pathsep.join(jars), self.engine_dir / "Launcher.java"
 
     # ---- engine nodes ---------------------------------------------------------------------------------
@@ -194,7 +198,9 @@ class Stack:
             return None
         return pid if _pid_alive(pid, "Launcher.java") else None
 
-    def _start_node(self, node: dict[str, Any], nodes: list[dict[str, Any]], classpath: str, launcher: Path) -> None:
+    def _start_node(
+        self, node: dict[str, Any], nodes: list[dict[str, Any]], classpath: str, launcher: Path
+    ) -> None:
         name = node["name"]
         if self._node_pid(name) is not None and self._http_ok(node["http"]):
             self.echo(f"engine {name} already up on 127.0.0.1:{node['http']}")
@@ -250,7 +256,9 @@ class Stack:
                     params={"wait_for_status": "yellow", "wait_for_nodes": str(len(nodes)), "timeout": "2s"},
                     timeout=5.0,
                 ).json()
-                if health.get("status") in ("yellow", "green") and health.get("number_of_nodes") == len(nodes):
+                if health.get("status") in ("yellow", "green") and health.get("number_of_nodes") == len(
+                    nodes
+                ):
                     return
             except (httpx.HTTPError, ValueError):
                 time.sleep(1.0)
@@ -321,13 +329,17 @@ class Stack:
                 )
             layout = self._nodes(nodes)
             (self.root / "stack.json").write_text(
-                json.dumps({"nodes": nodes, "http_port": layout[0]["http"], "transport_port": layout[0]["transport"]})
+                json.dumps(
+                    {"nodes": nodes, "http_port": layout[0]["http"], "transport_port": layout[0]["transport"]}
+                )
             )
             classpath, launcher = self.resolve_engine()
             for node in layout:
                 self._start_node(node, layout, classpath, launcher)
             self._wait_engine(layout)
-            self.echo(f"engine up: http://127.0.0.1:{layout[0]['http']} ({nodes} node(s)); logs in {self.logs_dir}")
+            self.echo(
+                f"engine up: http://127.0.0.1:{layout[0]['http']} ({nodes} node(s)); logs in {self.logs_dir}"
+            )
         if redis:
             self._start_redis()
         return self.status()
@@ -371,7 +383,9 @@ class Stack:
             info = self._http_ok(node["http"])
             pid = self._node_pid(node["name"])
             if info is not None:
-                detail = f"{info['version'].get('distribution', 'engine')} {info['version'].get('number', '?')}"
+                detail = (
+                    f"{info['version'].get('distribution', 'engine')} {info['version'].get('number', '?')}"
+                )
                 if pid is None:
                     detail += " (not started by this stack)"
                 out.append(ComponentStatus(f"engine {node['name']}", address, True, detail, pid))
@@ -380,7 +394,9 @@ class Stack:
                 out.append(ComponentStatus(f"engine {node['name']}", address, False, detail, pid))
         address = f"redis://127.0.0.1:{self.settings.stack_redis_port}"
         up = self._redis_ping()
-        out.append(ComponentStatus("redis", address, up, "answers PING" if up else "not running", self._redis_pid()))
+        out.append(
+            ComponentStatus("redis", address, up, "answers PING" if up else "not running", self._redis_pid())
+        )
         return out
 
 

@@ -56,7 +56,9 @@ def secured_port() -> Iterator[int]:
 
 
 def test_unreachable_engine() -> None:
-    line = one_error_line(run("health", HYBRID_SEARCH_ENGINE_URL="http://127.0.0.1:1", HYBRID_SEARCH_ENGINE_MAX_RETRIES="0"))
+    line = one_error_line(
+        run("health", HYBRID_SEARCH_ENGINE_URL="http://127.0.0.1:1", HYBRID_SEARCH_ENGINE_MAX_RETRIES="0")
+    )
     assert line == "error: cannot reach OpenSearch at http://127.0.0.1:1 (info): connection refused"
 
 
@@ -74,12 +76,21 @@ def test_wrong_credentials(secured_port: int) -> None:
             HYBRID_SEARCH_ENGINE_PASSWORD="wrong-password",
         )
     )
-    assert line == f"error: OpenSearch at http://127.0.0.1:{secured_port} rejected the credentials (info): HTTP 401"
+    assert (
+        line
+        == f"error: OpenSearch at http://127.0.0.1:{secured_port} rejected the credentials (info): HTTP 401"
+    )
     assert "wrong-password" not in line
 
 
 def test_elasticsearch_client_against_opensearch_says_so() -> None:
     pytest.importorskip("elasticsearch", reason="the elasticsearch extra is not installed")
     port = os.environ.get("HYBRID_SEARCH_STACK_HTTP_PORT", "9200")
-    line = one_error_line(run("health", HYBRID_SEARCH_ENGINE="elasticsearch", HYBRID_SEARCH_ENGINE_URL=f"http://127.0.0.1:{port}"))
+    line = one_error_line(
+        run(
+            "health",
+            HYBRID_SEARCH_ENGINE="elasticsearch",
+            HYBRID_SEARCH_ENGINE_URL=f"http://127.0.0.1:{port}",
+        )
+    )
     assert "is not Elasticsearch (for OpenSearch set HYBRID_SEARCH_ENGINE=opensearch)" in line

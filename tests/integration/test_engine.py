@@ -55,7 +55,12 @@ def test_create_index_from_the_mapping_files(engine: SearchEngine, alias: str) -
     assert name == f"{alias}-v1"
     assert engine.resolve_alias(alias) == [name]
     records = engine.vector_records(alias)
-    assert records["text_vector"] == {"encoder": "fake-text", "version": "1", "dim": 4, "similarity": "cosine"}
+    assert records["text_vector"] == {
+        "encoder": "fake-text",
+        "version": "1",
+        "dim": 4,
+        "similarity": "cosine",
+    }
     assert records["image_vector"]["dim"] == 3
 
 
@@ -106,7 +111,9 @@ def test_filtered_knn_returns_the_nearest_product_in_the_filter(engine: SearchEn
     blue = SearchRequest(knn=(near_mj01,), filter=({"term": {"colour.keyword": "blue"}},), size=2)
     # pre-filtering: both blue products come back (the filter runs inside the kNN search, not after it)
     assert ids(engine.search(loaded, blue)) == ["mj02", "wb01"]
-    cheap = SearchRequest(knn=(KnnClause("image_vector", (0.0, 1.0, 0.0), k=1),), filter=({"range": {"price": {"gte": 60}}},))
+    cheap = SearchRequest(
+        knn=(KnnClause("image_vector", (0.0, 1.0, 0.0), k=1),), filter=({"range": {"price": {"gte": 60}}},)
+    )
     assert ids(engine.search(loaded, cheap))[:1] == ["cn01"]
 
 
@@ -118,7 +125,9 @@ def test_native_hybrid_sums_bm25_and_knn(engine: SearchEngine, loaded: str) -> N
     alone = {h["_id"]: h["_score"] for h in engine.search(loaded, SearchRequest(query=bm25))["hits"]["hits"]}
     summed = {h["_id"]: h["_score"] for h in response["hits"]["hits"]}
     assert summed["wb01"] == pytest.approx(alone["wb01"], rel=1e-5)
-    assert summed["cn01"] == pytest.approx(1.0, rel=1e-5)  # Lucene cosine score (1 + cos) / 2 of identical vectors
+    assert summed["cn01"] == pytest.approx(
+        1.0, rel=1e-5
+    )  # Lucene cosine score (1 + cos) / 2 of identical vectors
 
 
 def test_msearch_answers_in_request_order(engine: SearchEngine, loaded: str) -> None:
@@ -133,10 +142,18 @@ def test_msearch_answers_in_request_order(engine: SearchEngine, loaded: str) -> 
 
 
 def test_facets_and_filters_on_keyword_fields(engine: SearchEngine, loaded: str) -> None:
-    aggs = {"colours": {"terms": {"field": "colour.keyword"}}, "brands": {"terms": {"field": "brand.keyword"}}}
-    response = engine.search(loaded, SearchRequest(filter=({"term": {"categories": "Men"}},), size=0, aggs=aggs))
+    aggs = {
+        "colours": {"terms": {"field": "colour.keyword"}},
+        "brands": {"terms": {"field": "brand.keyword"}},
+    }
+    response = engine.search(
+        loaded, SearchRequest(filter=({"term": {"categories": "Men"}},), size=0, aggs=aggs)
+    )
     assert response["hits"]["total"]["value"] == 2
-    assert {b["key"]: b["doc_count"] for b in response["aggregations"]["colours"]["buckets"]} == {"red": 1, "blue": 1}
+    assert {b["key"]: b["doc_count"] for b in response["aggregations"]["colours"]["buckets"]} == {
+        "red": 1,
+        "blue": 1,
+    }
 
 
 def test_encoder_mismatch_is_refused_and_nothing_is_written(engine: SearchEngine, alias: str) -> None:

@@ -25,7 +25,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hybrid_search.cli", *args],
         capture_output=True,
@@ -82,7 +84,10 @@ def test_down_and_up_components_in_a_separate_stack(tmp_path: Path) -> None:
     }
     done = cli("stack", "status", "--json", env=env)
     assert done.returncode == 3
-    assert [(c["name"], c["up"]) for c in json.loads(done.stdout)] == [("engine node-1", False), ("redis", False)]
+    assert [(c["name"], c["up"]) for c in json.loads(done.stdout)] == [
+        ("engine node-1", False),
+        ("redis", False),
+    ]
 
 
 def test_missing_tools_are_named_with_how_to_install(tmp_path: Path) -> None:

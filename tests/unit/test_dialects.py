@@ -83,7 +83,7 @@ def test_text_fields_have_english_and_cjk_analysis() -> None:
     for name in ("title", "description", "brand", "category_path", "colour", "material", "attributes_text"):
         assert props[name]["analyzer"] == "english", name
         assert props[name]["fields"]["cjk"]["analyzer"] == "cjk", name
-    assert props["price"]["type"] == "scaled_float"
+    assert props["price"]["type"] == "double"
     assert props["categories"]["type"] == "keyword"
 
 
@@ -114,7 +114,9 @@ def test_opensearch_bm25_only() -> None:
 
 
 def test_opensearch_filtered_knn_puts_the_filter_inside_the_clause() -> None:
-    req = SearchRequest(knn=(KnnClause("text_vector", (0.1, 0.2), k=5, num_candidates=50),), filter=(FILTER,), size=5)
+    req = SearchRequest(
+        knn=(KnnClause("text_vector", (0.1, 0.2), k=5, num_candidates=50),), filter=(FILTER,), size=5
+    )
     body = opensearch_search_body(req)
     assert body["query"] == {"knn": {"text_vector": {"vector": [0.1, 0.2], "k": 5, "filter": FILTER}}}
     assert body["size"] == 5
@@ -122,13 +124,18 @@ def test_opensearch_filtered_knn_puts_the_filter_inside_the_clause() -> None:
 
 def test_opensearch_native_hybrid_is_a_bool_should_sum() -> None:
     req = SearchRequest(
-        query=BM25, knn=(KnnClause("text_vector", (1.0,), k=10, boost=2.0),), filter=(FILTER, {"range": {"price": {"lte": 50}}})
+        query=BM25,
+        knn=(KnnClause("text_vector", (1.0,), k=10, boost=2.0),),
+        filter=(FILTER, {"range": {"price": {"lte": 50}}}),
     )
     body = opensearch_search_body(req)
     both = {"bool": {"filter": [FILTER, {"range": {"price": {"lte": 50}}}]}}
     assert body["query"] == {
         "bool": {
-            "should": [BM25, {"knn": {"text_vector": {"vector": [1.0], "k": 10, "filter": both, "boost": 2.0}}}],
+            "should": [
+                BM25,
+                {"knn": {"text_vector": {"vector": [1.0], "k": 10, "filter": both, "boost": 2.0}}},
+            ],
             "minimum_should_match": 1,
             "filter": [FILTER, {"range": {"price": {"lte": 50}}}],
         }
@@ -136,9 +143,19 @@ def test_opensearch_native_hybrid_is_a_bool_should_sum() -> None:
 
 
 def test_elasticsearch_filtered_knn_is_the_top_level_option() -> None:
-    req = SearchRequest(knn=(KnnClause("text_vector", (0.1, 0.2), k=5, num_candidates=50),), filter=(FILTER,), size=5)
+    req = SearchRequest(
+        knn=(KnnClause("text_vector", (0.1, 0.2), k=5, num_candidates=50),), filter=(FILTER,), size=5
+    )
     assert elasticsearch_search_body(req) == {
-        "knn": [{"field": "text_vector", "query_vector": [0.1, 0.2], "k": 5, "num_candidates": 50, "filter": FILTER}],
+        "knn": [
+            {
+                "field": "text_vector",
+                "query_vector": [0.1, 0.2],
+                "k": 5,
+                "num_candidates": 50,
+                "filter": FILTER,
+            }
+        ],
         "size": 5,
         "_source": True,
         "track_total_hits": True,

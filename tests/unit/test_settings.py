@@ -34,7 +34,11 @@ def test_environment_variables_with_the_prefix(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("env", "value", "fragment"),
     [
-        ("HYBRID_SEARCH_ENGINE_URL", "ftp://host", "HYBRID_SEARCH_ENGINE_URL: Value error, engine_url must start"),
+        (
+            "HYBRID_SEARCH_ENGINE_URL",
+            "ftp://host",
+            "HYBRID_SEARCH_ENGINE_URL: Value error, engine_url must start",
+        ),
         ("HYBRID_SEARCH_ENGINE_URL", "http://:9200", "has no host"),
         ("HYBRID_SEARCH_ENGINE_URL", "http://host:99999", "bad port"),
         ("HYBRID_SEARCH_ENGINE", "solr", "HYBRID_SEARCH_ENGINE:"),
@@ -44,7 +48,9 @@ def test_environment_variables_with_the_prefix(monkeypatch: pytest.MonkeyPatch) 
         ("HYBRID_SEARCH_STACK_HEAP", "lots", "HYBRID_SEARCH_STACK_HEAP"),
     ],
 )
-def test_bad_values_are_one_clear_error(monkeypatch: pytest.MonkeyPatch, env: str, value: str, fragment: str) -> None:
+def test_bad_values_are_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, fragment: str
+) -> None:
     monkeypatch.setenv(env, value)
     with pytest.raises(ConfigurationError) as info:
         load_settings()

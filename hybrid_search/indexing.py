@@ -1,0 +1,60 @@
+"""Which encoders fill which vector fields, and how a product becomes the text they embed.
+
+The roles of ``mappings/vectors.json`` (``text``, ``image``, ``colour``, ``fused``) map to the encoders named in
+the settings. Encoder identities (name, weights version, dimension) are known without loading any model, so an
+index can be created on a machine that never runs one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hybrid_search.engine.definition import EncoderRef
+from hybrid_search.settings import Settings
+
+
+def configured_encoders(settings: Settings) -> dict[str, Any]:
+    """``{role: encoder}`` for the text, image and colour roles (models load lazily on first use)."""
+    from hybrid_search.encoders import get_encoder
+
+    encoders: dict[str, Any] = {
+        "text": get_encoder(settings.text_encoder, device=settings.device, modality="text"),
+        "image": get_encoder(settings.image_encoder, device=settings.device, modality="image"),
+    }
+    if settings.colour_vectors:
+        encoders["colour"] = get_encoder("colour")
+    return encoders
+
+
+def fused_ref(text: EncoderRef, image: EncoderRef, text_weight: float) -> EncoderRef:
+    """The identity of the fused field: both encoders and the weight (a new weight means new vectors)."""
+    return EncoderRef(f"fused:{text.name}+{image.name}@{text_weight:g}", f"{text.version}+{image.version}")
+
+
+def encoder_records(
+    settings: Settings, encoders: Mapping[str, Any] | None = None
+) -> dict[str, tuple[EncoderRef, int]]:
+    """``{role: (EncoderRef, dim)}`` for :func:`hybrid_search.engine.load_definition`, including ``fused``."""
+    encoders = encoders if encoders is not None else configured_encoders(settings)
+    records = {role: (EncoderRef(e.name, e.version), int(e.dim)) for role, e in encoders.items()}
+    if "text" in records and "image" in records:
+        (text, text_dim), (image, image_dim) = records["text"], records["image"]
+        records["fused"] = (fused_ref(text, image, settings.fused_text_weight), text_dim + image_dim)
+    return records
+
+
+def product_text(product: Mapping[str, Any]) -> str:
+    """The text a product's ``text_vector`` embeds: title, brand, categories, colour, material, description."""
+    parts = [
+        product.get("title"),
+        product.get("brand"),
+        product.get("category_path"),
+        product.get("colour"),
+        product.get("material"),
+        product.get("description"),
+    ]
+    return ". ".join(str(p).strip() for p in parts if p and str(p).strip())
+
+
+__all__ = ["configured_encoders", "encoder_records", "fused_ref", "product_text"]
