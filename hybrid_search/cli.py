@@ -43,6 +43,11 @@ def _main(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # the engine clients log each failed request with a traceback; the adapter turns those failures into
+        # one clear error line, so their own logs only show with --verbose
+        for name in ("opensearch", "elasticsearch", "elastic_transport", "urllib3"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # ---- stack ------------------------------------------------------------------------------------------------
