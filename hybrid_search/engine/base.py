@@ -136,6 +136,10 @@ class SearchEngine(abc.ABC):
     def _delete_docs(self, index: str, ids: Sequence[str], refresh: bool) -> int: ...
 
     @abc.abstractmethod
+    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The ``docs`` of an ``_mget`` limited to ``fields`` of ``_source``."""
+
+    @abc.abstractmethod
     def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
         """A document's source, or None when absent."""
 
@@ -232,6 +236,7 @@ class SearchEngine(abc.ABC):
         *,
         vector_sources: Mapping[str, EncoderRef] | None = None,
         refresh: bool = False,
+        partial: bool = False,
     ) -> BulkResult:
         """Index (upsert) documents by their ``id``; vectors must come from the encoders the index records.
 
@@ -239,6 +244,9 @@ class SearchEngine(abc.ABC):
         are checked before anything is sent: a field from another encoder raises ``EncoderMismatchError`` and
         writes nothing; a vector of the wrong length becomes a per-document ``mapping`` error. Per-document
         failures are returned in :class:`BulkResult`, never raised, so one bad record does not lose its batch.
+
+        ``partial``: upsert only the given fields (``update`` with ``doc_as_upsert``): fields left out, such as
+        vectors that did not need re-embedding, keep their stored values.
         """
         concrete = self._write_index(index)
         recorded = self.vector_records(concrete)
@@ -262,7 +270,18 @@ class SearchEngine(abc.ABC):
             if bad:
                 result.errors.append({"id": doc_id, "kind": "mapping", "reason": "; ".join(bad)})
                 continue
-            actions.append({"_op_type": "index", "_index": concrete, "_id": doc_id, "_source": dict(doc)})
+            if partial:
+                actions.append(
+                    {
+                        "_op_type": "update",
+                        "_index": concrete,
+                        "_id": doc_id,
+                        "doc": dict(doc),
+                        "doc_as_upsert": True,
+                    }
+                )
+            else:
+                actions.append({"_op_type": "index", "_index": concrete, "_id": doc_id, "_source": dict(doc)})
         if not actions:
             return result
         for ok, item in self._bulk(actions, refresh):
@@ -300,6 +319,16 @@ class SearchEngine(abc.ABC):
                     raise IndexNotFoundError(f"index or alias {index!r} does not exist")
                 raise EngineError(f"search {i + 1} of {len(responses)} failed: {_error_reason(error)}")
         return responses
+
+    def get_fields(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{id: {field: value}}`` for the documents that exist, with only ``fields`` of their source."""
+        if not ids:
+            return {}
+        found = {}
+        for doc in self._mget(index, ids, fields):
+            if doc.get("found"):
+                found[str(doc["_id"])] = dict(doc.get("_source") or {})
+        return found
 
     def delete_documents(self, index: str, ids: Sequence[str], *, refresh: bool = False) -> int:
         """Delete documents by id; returns how many existed."""

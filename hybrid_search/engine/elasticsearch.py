@@ -24,9 +24,6 @@ from hybrid_search.errors import (
     ValidationError,
 )
 
-# search-body keys whose client keyword differs from the JSON name
-_SEARCH_KWARGS = {"from": "from_", "_source": "source"}
-
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
@@ -116,8 +113,15 @@ class ElasticsearchEngine(SearchEngine):
         kwargs: dict[str, Any] = {}
         if wait_for_status:
             kwargs = {"wait_for_status": wait_for_status, "timeout": f"{int(timeout_s)}s"}
+        client = self._client.options(request_timeout=timeout_s + 10) if wait_for_status else self._client
         with self._errors("cluster health"):
-            return dict(self._client.cluster.health(**kwargs))
+            try:
+                return dict(client.cluster.health(**kwargs))
+            except self._es.ApiError as exc:
+                # a wait that runs out is HTTP 408 carrying the health body: report the status, not an error
+                if exc.meta.status == 408 and isinstance(exc.body, dict) and "status" in exc.body:
+                    return dict(exc.body)
+                raise
 
     def index_body(self, definition: IndexDefinition) -> dict[str, Any]:
         return elasticsearch_index_body(definition)
@@ -158,9 +162,8 @@ class ElasticsearchEngine(SearchEngine):
             )
 
     def _search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {_SEARCH_KWARGS.get(k, k): v for k, v in body.items()}
         with self._errors(f"search {index}"):
-            return dict(self._client.search(index=index, **kwargs))
+            return dict(self._client.search(index=index, body=body))
 
     def _msearch(self, index: str, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         searches: list[dict[str, Any]] = []
@@ -194,6 +197,10 @@ class ElasticsearchEngine(SearchEngine):
             ):
                 deleted += int(ok)
         return deleted
+
+    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        with self._errors(f"mget {index}"):
+            return list(self._client.mget(index=index, ids=list(ids), source_includes=list(fields))["docs"])
 
     def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:

@@ -106,7 +106,13 @@ class OpenSearchEngine(SearchEngine):
                 "request_timeout": timeout_s + 10,
             }
         with self._errors("cluster health"):
-            return dict(self._client.cluster.health(params=params))
+            try:
+                return dict(self._client.cluster.health(params=params))
+            except os_exc.TransportError as exc:
+                # a wait that runs out is HTTP 408 carrying the health body: report the status, not an error
+                if exc.status_code == 408 and isinstance(exc.info, dict) and "status" in exc.info:
+                    return dict(exc.info)
+                raise
 
     def index_body(self, definition: IndexDefinition) -> dict[str, Any]:
         return opensearch_index_body(definition)
@@ -183,6 +189,14 @@ class OpenSearchEngine(SearchEngine):
             ):
                 deleted += int(ok)
         return deleted
+
+    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        with self._errors(f"mget {index}"):
+            return list(
+                self._client.mget(
+                    index=index, body={"ids": list(ids)}, params={"_source_includes": ",".join(fields)}
+                )["docs"]
+            )
 
     def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:

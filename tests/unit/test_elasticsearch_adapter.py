@@ -279,12 +279,6 @@ def test_requests_carry_basic_auth_and_the_compatibility_header() -> None:
     assert headers["accept"] == JSON_TYPE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ElasticsearchEngine._health keeps the client's request_timeout (engine_timeout_s), so a wait_for_status "
-    "longer than it times out on the client side and reads as 'cannot reach Elasticsearch' "
-    "(the OpenSearch adapter sends request_timeout=timeout_s + 10)",
-)
 def test_health_waits_longer_than_the_request_timeout(fake: FakeElasticsearch) -> None:
     green = fake.routes[("GET", "/_cluster/health")]
     assert not callable(green)
