@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -70,21 +70,46 @@ def _print_status(rows: list[object], as_json: bool) -> None:
 
 @stack_app.command("up")
 def stack_up(
-    nodes: Annotated[int, typer.Option(help="Engine nodes: 1, or 3 for a cluster (one JVM each).")] = 1,
+    nodes: Annotated[int, typer.Option(help="OpenSearch nodes: 1, or 3 for a cluster (one JVM each).")] = 1,
+    engine: Annotated[
+        str, typer.Option(help="Which engine to start: opensearch, elasticsearch (8.19, one node) or both.")
+    ] = "opensearch",
+    es_http_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="HYBRID_SEARCH_STACK_ES_HTTP_PORT", help="Elasticsearch HTTP port [default: 9400]."
+        ),
+    ] = None,
+    es_transport_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="HYBRID_SEARCH_STACK_ES_TRANSPORT_PORT",
+            help="Elasticsearch transport port [default: 9500].",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the OpenSearch node(s) and Redis (idempotent) and wait until they answer."""
+    """Start the engine node(s) and Redis (idempotent) and wait until they answer."""
     from hybrid_search.stack import Stack
 
-    _print_status(list(Stack(get_settings(), echo=_echo).up(nodes=nodes)), as_json)
+    stack = Stack(get_settings(), echo=_echo, es_http_port=es_http_port, es_transport_port=es_transport_port)
+    _print_status(list(stack.up(nodes=nodes, engine=engine)), as_json)
 
 
 @stack_app.command("down")
-def stack_down(as_json: JsonOpt = False) -> None:
+def stack_down(
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Stop only this engine (opensearch, elasticsearch or both); default: everything."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Stop what `stack up` started (idempotent)."""
     from hybrid_search.stack import Stack
 
-    _print_status(list(Stack(get_settings(), echo=_echo).down()), as_json)
+    stack = Stack(get_settings(), echo=_echo)
+    rows = stack.down() if engine is None else stack.down(engine=engine, redis=False)
+    _print_status(list(rows), as_json)
 
 
 @stack_app.command("status")
@@ -167,6 +192,201 @@ def index_delete(index: Annotated[str, typer.Argument(help="A version that is no
             raise HybridSearchError(f"{index} is not a version of {settings.index_alias}")
         engine.delete_index(index)
     out.print(f"deleted {index}")
+
+
+@app.command("ingest")
+def ingest(
+    catalogue: Annotated[str, typer.Argument(help="A .jsonl/.csv catalogue, or the Luma store folder.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until every batch is done.")] = False,
+    index: Annotated[
+        str | None, typer.Option(help="Index or alias to write to (default: the alias).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Products per task.")] = None,
+    create: Annotated[bool, typer.Option("--create/--no-create", help="Create the index if missing.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enqueue a catalogue for the workers (embed + write); with --wait, follow it to the end."""
+    from hybrid_search.catalog import open_catalogue
+    from hybrid_search.ingest.jobs import enqueue_catalogue, summary
+
+    settings = get_settings()
+    target = index or settings.index_alias
+    if create:
+        _ensure_index(settings, target)
+    job = enqueue_catalogue(settings, open_catalogue(catalogue), index=target, batch_size=batch_size)
+    if not wait:
+        result = summary(settings, job, {})
+        result["status"] = "queued"
+        print(json.dumps(result, indent=2)) if as_json else out.print(
+            f"job {job.id}: {job.read} products in {job.batches} batches queued for {target}; "
+            f"{job.read_errors} invalid records dead-lettered"
+        )
+        return
+    result = _follow(settings, job, quiet=as_json)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(
+        "read", "indexed", "unchanged (not re-embedded)", "dead-lettered", "texts embedded", "photos embedded"
+    )
+    table.add_row(*(str(result[k]) for k in ("read", "indexed", "skipped_unchanged", "dead_lettered",
+                                             "text_embedded", "images_embedded")))  # fmt: skip
+    out.print(table)
+    out.print(f"dead letters: {result['dead_letters']} (hybrid-search dead-letters)")
+
+
+def _ensure_index(settings: Any, target: str) -> None:
+    from hybrid_search.engine import create_engine, definition_from_settings
+    from hybrid_search.errors import IndexNotFoundError
+    from hybrid_search.indexing import encoder_records
+
+    with create_engine(settings) as engine:
+        try:
+            engine.vector_records(target)
+        except IndexNotFoundError:
+            if target != settings.index_alias:
+                raise
+            name = engine.create_index(target, definition_from_settings(settings, encoder_records(settings)))
+            _echo(f"created {name} behind alias {target}")
+
+
+def _follow(settings: Any, job: Any, *, quiet: bool) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hybrid_search.ingest.jobs import wait_for_job
+
+    if quiet:
+        return wait_for_job(settings, job)
+    with Progress(
+        TextColumn("[bold]ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), console=err,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("ingest", total=max(job.read, 1), rate="", failed=job.read_errors)
+
+        def update(state: dict[str, Any]) -> None:
+            done = int(state.get("indexed", 0)) + int(state.get("failed", 0))
+            elapsed = progress.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:.1f} products/s" if elapsed > 0 else ""
+            progress.update(
+                task, completed=done, rate=rate, failed=int(state.get("failed", 0)) + job.read_errors
+            )
+
+        return wait_for_job(settings, job, on_progress=update)
+
+
+@app.command("reindex")
+def reindex(
+    catalogue: Annotated[str, typer.Argument(help="The catalogue to re-embed from.")],
+    swap: Annotated[bool, typer.Option("--swap/--no-swap", help="Move the alias when done.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-embed the catalogue into a new versioned index and swap the alias to it (no downtime)."""
+    from hybrid_search.catalog import open_catalogue
+    from hybrid_search.engine import create_engine, definition_from_settings
+    from hybrid_search.indexing import encoder_records
+    from hybrid_search.ingest.jobs import enqueue_catalogue
+
+    settings = get_settings()
+    with create_engine(settings) as engine:
+        name = engine.create_index(
+            settings.index_alias,
+            definition_from_settings(settings, encoder_records(settings)),
+            activate=False,
+        )
+    _echo(f"created {name}; re-embedding into it")
+    job = enqueue_catalogue(settings, open_catalogue(catalogue), index=name)
+    result = _follow(settings, job, quiet=as_json)
+    with create_engine(settings) as engine:
+        engine.refresh(name)
+        if swap:
+            engine.swap_alias(settings.index_alias, name)
+    result["swapped"] = swap
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        out.print(f"{name}: {result['indexed']} indexed, {result['dead_lettered']} dead-lettered; "
+                  + (f"alias {settings.index_alias} -> {name}" if swap else "alias not moved"))  # fmt: skip
+
+
+@app.command("dead-letters")
+def dead_letters(
+    index: Annotated[str | None, typer.Option(help="Index or alias (default: the alias).")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest to show.")] = 20,
+    clear: Annotated[bool, typer.Option("--clear", help="Delete them after showing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Records that could not be ingested, with their reasons."""
+    from hybrid_search.ingest.tracking import Tracker, connect
+
+    settings = get_settings()
+    target = index or settings.index_alias
+    tracker = Tracker(connect(settings.redis_url))
+    rows = tracker.dead_letters(target, limit)
+    total = tracker.dead_letter_count(target)
+    if as_json:
+        print(json.dumps({"total": total, "dead_letters": rows}, indent=2, ensure_ascii=False))
+    else:
+        table = Table("id", "source", "reason", "at")
+        for row in rows:
+            table.add_row(
+                str(row.get("id")), str(row.get("source")), str(row.get("reason"))[:200], str(row.get("at"))
+            )
+        out.print(table)
+        out.print(f"{total} dead letter(s) for {target}")
+    if clear:
+        _echo(f"cleared {tracker.clear_dead_letters(target)} dead letter(s)")
+
+
+@app.command("convert")
+def convert(
+    catalogue: Annotated[str, typer.Argument(help="A Luma folder, Home Depot products.csv, CSV or JSONL.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The JSONL file to write ('-' for stdout).")
+    ] = "-",
+) -> None:
+    """Convert a catalogue to the native JSONL format (photo paths made absolute)."""
+    from hybrid_search.catalog import convert_to_jsonl, open_catalogue
+
+    source = open_catalogue(catalogue)
+    if output == "-":
+        written, errors = convert_to_jsonl(source, sys.stdout)
+    else:
+        with open(output, "w", encoding="utf-8") as handle:
+            written, errors = convert_to_jsonl(source, handle)
+    for error in errors[:20]:
+        _echo(f"skipped {error.source}: {error.reason}")
+    _echo(f"{written} products written, {len(errors)} invalid records skipped")
+
+
+@app.command("workers", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def workers(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: the setting).")] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: the ingest queue).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Run Celery ingestion workers in the foreground (extra arguments go to `celery worker`)."""
+    import os
+
+    settings = get_settings()
+    env_needed = {
+        "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": "100000000000",
+        "MALLOC_TOP_PAD_": "1000000000",
+    }
+    if any(k not in os.environ for k in env_needed) and os.environ.get("HYBRID_SEARCH_KEEP_MALLOC") != "1":
+        # glibc reads these at start-up only: re-exec with them (see hybrid_search/encoders/image.py)
+        os.execvpe(  # noqa: S606 - re-runs this same command with the allocator settings
+        sys.executable, [sys.executable, "-m", "hybrid_search.cli", *sys.argv[1:]],
+                   {**env_needed, **os.environ})  # fmt: skip
+    from workers.app import app as celery_app
+
+    argv = ["worker", f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={queues or settings.ingest_queue}", f"--loglevel={loglevel}", "--prefetch-multiplier=1",
+            "--without-gossip", "--without-mingle", *ctx.args]  # fmt: skip
+    celery_app.worker_main(argv)
 
 
 @app.command("demo")

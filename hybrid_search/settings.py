@@ -101,9 +101,39 @@ class Settings(BaseSettings):
         0.5, ge=0, description="Default weight of the image kNN retriever."
     )
 
-    # --- queue ----------------------------------------------------------------------------------------
+    # --- queue and ingestion --------------------------------------------------------------------------
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis URL: Celery broker, results, dead letters."
+    )
+    ingest_queue: str = Field(
+        "ingest", pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="Celery queue of ingestion batches."
+    )
+    ingest_batch_size: int = Field(32, ge=1, le=1000, description="Products per ingestion task.")
+    ingest_max_retries: int = Field(
+        10, ge=0, le=100, description="Retries of a batch on engine/network errors (exponential backoff)."
+    )
+    worker_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes per `hybrid-search workers` (each loads its own models).",
+    )
+    encode_batch_size: int | None = Field(
+        None, ge=1, le=4096, description="Encoder batch size (default: 64 text, 32 images)."
+    )
+    image_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest product photo accepted, in bytes."
+    )
+    image_max_pixels: int = Field(
+        40_000_000, ge=1024, description="Most pixels a product photo may have (decompression bombs)."
+    )
+    image_fetch_timeout_s: float = Field(10.0, gt=0, le=300, description="Timeout of one photo download.")
+    image_url_allowlist: list[str] = Field(
+        default_factory=list, description="Hosts or CIDRs photo URLs may reach even if private (JSON list)."
+    )
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="Extra folders local photo paths may be read from (JSON list); the catalogue's own folder is always allowed.",
     )
 
     # --- local stack ----------------------------------------------------------------------------------
