@@ -1,14 +1,16 @@
-"""Start, stop and inspect the local stack: OpenSearch 2.19 + k-NN assembled from Maven Central, and Redis.
+"""Start, stop and inspect the local stack: OpenSearch 2.19 + k-NN and/or Elasticsearch 8.19, both assembled from
+Maven Central, and Redis.
 
 Layout under ``settings.stack_dir``::
 
     engine/pom.xml, engine/Launcher.java   copied from the package
-    engine/classpath.txt, engine/knn/      the node's jars (resolved once by Maven into ~/.m2, then reused)
-    engine/node-<i>/                       data and config of node i
-    logs/node-<i>.log, logs/redis.log      what each process prints
-    run/node-<i>.pid, run/redis.pid        pids of what ``up`` started
+    engine/classpath.txt, engine/knn/      the OpenSearch jars (resolved once by Maven into ~/.m2, then reused)
+    engine/node-<i>/                       data and config of OpenSearch node i
+    elasticsearch/                         the Elasticsearch node: build/ and home/ (see :mod:`.es_node`)
+    logs/node-<i>.log, logs/es-node-1.log, logs/redis.log      what each process prints
+    run/node-<i>.pid, run/es-node-1.pid, run/redis.pid         pids of what ``up`` started
     redis/                                 Redis data (AOF on)
-    stack.json                             the shape last started (nodes and ports), read by status and down
+    stack.json                             what ``up`` started (engines, nodes, ports), read by status and down
 
 Every operation is idempotent: ``up`` leaves running components alone, ``down`` of a stopped stack is a no-op.
 """
@@ -19,11 +21,9 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,79 +32,69 @@ import httpx
 
 from hybrid_search.errors import StackError
 from hybrid_search.settings import Settings
+from hybrid_search.stack.es_node import DEFAULT_HTTP_PORT, DEFAULT_TRANSPORT_PORT, ElasticsearchNode
+from hybrid_search.stack.process import (
+    INSTALL_HINTS,
+    ComponentStatus,
+    engine_label,
+    http_root,
+    read_pid,
+    require_tool,
+    spawn_detached,
+    stop_pid,
+    tail,
+)
 
 log = logging.getLogger(__name__)
 
 CLUSTER_NAME = "hybrid-search"
 KNN_PLUGIN_CLASS = "org.opensearch.knn.plugin.KNNPlugin"
-INSTALL_HINTS = {
-    "java": "Java 17+ (a JDK: the launcher runs as a single-file source program). "
-    "Debian/Ubuntu: apt-get install openjdk-17-jdk-headless",
-    "mvn": "Apache Maven (resolves the OpenSearch jars from Maven Central). Debian/Ubuntu: apt-get install maven",
-    "redis-server": "Redis. Debian/Ubuntu: apt-get install redis-server",
-}
 
 
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    address: str
-    up: bool
-    detail: str = ""
-    pid: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+ENGINES = ("opensearch", "elasticsearch")
+ENGINE_CHOICES = (*ENGINES, "both")
 
 
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise StackError(f"{tool} not found on PATH: install {INSTALL_HINTS[tool]}")
-    return path
-
-
-def _pid_alive(pid: int, marker: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return marker in cmdline and state != "Z"
-
-
-def _spawn_detached(cmd: list[str], log_path: Path) -> int:
-    """Start ``cmd`` in its own session, output appended to ``log_path``; it outlives this process.
-
-    ``posix_spawn`` rather than ``Popen``: no handle object is left to warn when it is collected while the server
-    runs on (which it is meant to), and no fork of a possibly multi-threaded interpreter.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_path), flags, 0o644),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    return os.posix_spawn(cmd[0], cmd, dict(os.environ), file_actions=actions, setsid=True)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+def select_engines(choice: str | bool, *, all_if_true: bool = False) -> tuple[str, ...]:
+    """``opensearch``, ``elasticsearch`` or ``both``; True: OpenSearch (or every engine with ``all_if_true``)."""
+    if choice is True:
+        return ENGINES if all_if_true else ("opensearch",)
+    if choice is False:
+        return ()
+    if choice == "both":
+        return ENGINES
+    if choice in ENGINES:
+        return (str(choice),)
+    raise StackError(f"unknown engine {choice!r}; expected one of {', '.join(ENGINE_CHOICES)}")
 
 
 class Stack:
-    """The local stack described by ``settings`` (ports, folder, heap)."""
+    """The local stack described by ``settings`` (ports, folder, heap).
 
-    def __init__(self, settings: Settings, *, echo: Callable[[str], None] | None = None) -> None:
+    The Elasticsearch node's ports are not settings: pass them here (``up`` records them in ``stack.json``, which
+    ``status`` and ``down`` read); by default the recorded ones, else 9400 (HTTP) and 9500 (transport).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        echo: Callable[[str], None] | None = None,
+        es_http_port: int | None = None,
+        es_transport_port: int | None = None,
+    ) -> None:
         self.settings = settings
         self.root = settings.stack_dir
         self.echo = echo or (lambda message: log.info("%s", message))
+        recorded = self._state().get("elasticsearch", {})
+        self.es = ElasticsearchNode(
+            self.root,
+            http_port=es_http_port or int(recorded.get("http_port", DEFAULT_HTTP_PORT)),
+            transport_port=es_transport_port or int(recorded.get("transport_port", DEFAULT_TRANSPORT_PORT)),
+            heap=settings.stack_heap,
+            start_timeout_s=settings.stack_start_timeout_s,
+            echo=self.echo,
+        )
 
     # ---- layout ---------------------------------------------------------------------------------------
 
@@ -127,8 +117,16 @@ class Stack:
         except (OSError, ValueError):
             return {}
 
+    def _write_state(self, **changes: Any) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "stack.json").write_text(json.dumps({**self._state(), **changes}))
+
+    def _recorded_engines(self) -> list[str]:
+        """The engines ``up`` started and ``down`` has not stopped since (none recorded: OpenSearch)."""
+        return [e for e in ENGINES if e in self._state().get("engines", [])] or ["opensearch"]
+
     def _nodes(self, count: int | None = None) -> list[dict[str, Any]]:
-        """Node i: name, HTTP and transport ports (consecutive from the configured ones).
+        """OpenSearch node i: name, HTTP and transport ports (consecutive from the configured ones).
 
         Without ``count``, the shape that ``up`` last started (from ``stack.json``), else one node.
         """
@@ -137,11 +135,11 @@ class Stack:
         http, transport = self.settings.stack_http_port, self.settings.stack_transport_port
         return [{"name": f"node-{i + 1}", "http": http + i, "transport": transport + i} for i in range(count)]
 
-    # ---- engine jars ----------------------------------------------------------------------------------
+    # ---- OpenSearch jars ------------------------------------------------------------------------------
 
     def resolve_engine(self) -> tuple[str, Path]:
-        """Resolve (once) the node's classpath with Maven; returns ``(classpath, launcher source)``."""
-        _require("java")
+        """Resolve (once) the OpenSearch node's classpath with Maven; returns ``(classpath, launcher source)``."""
+        require_tool("java")
         self.engine_dir.mkdir(parents=True, exist_ok=True)
         package_java = resources.files("hybrid_search") / "stack" / "java"
         for name in ("pom.xml", "Launcher.java"):
@@ -153,7 +151,7 @@ class Stack:
         cp_file = self.engine_dir / "classpath.txt"
         knn_dir = self.engine_dir / "knn"
         if not cp_file.exists() or not any(knn_dir.glob("opensearch-knn-*.jar")):
-            mvn = _require("mvn")
+            mvn = require_tool("mvn")
             self.echo("resolving OpenSearch 2.19 + k-NN from Maven Central (first time only, ~150 MB)...")
             pom = str(self.engine_dir / "pom.xml")
             shutil.rmtree(knn_dir, ignore_errors=True)
@@ -181,31 +179,19 @@ class Stack:
             )
         return os.pathsep.join(jars), self.engine_dir / "Launcher.java"
 
-    # ---- engine nodes ---------------------------------------------------------------------------------
-
-    def _http_ok(self, port: int) -> dict[str, Any] | None:
-        try:
-            response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2.0)
-            data: dict[str, Any] = response.json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        return data if isinstance(data, dict) and "version" in data else None
+    # ---- OpenSearch nodes -----------------------------------------------------------------------------
 
     def _node_pid(self, name: str) -> int | None:
-        try:
-            pid = int((self.run_dir / f"{name}.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _pid_alive(pid, "Launcher.java") else None
+        return read_pid(self.run_dir / f"{name}.pid", "Launcher.java")
 
     def _start_node(
         self, node: dict[str, Any], nodes: list[dict[str, Any]], classpath: str, launcher: Path
     ) -> None:
         name = node["name"]
-        if self._node_pid(name) is not None and self._http_ok(node["http"]):
+        if self._node_pid(name) is not None and http_root(node["http"]):
             self.echo(f"engine {name} already up on 127.0.0.1:{node['http']}")
             return
-        if self._http_ok(node["http"]) is not None:
+        if http_root(node["http"]) is not None:
             raise StackError(
                 f"port {node['http']} already answers with another engine; stop it or set HYBRID_SEARCH_STACK_HTTP_PORT"
             )
@@ -214,7 +200,7 @@ class Stack:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            _require("java"),
+            require_tool("java"),
             f"-Xms{self.settings.stack_heap}",
             f"-Xmx{self.settings.stack_heap}",
             "-XX:+UseG1GC",
@@ -236,7 +222,7 @@ class Stack:
                 "--initial-managers", ",".join(n["name"] for n in nodes),
             ]  # fmt: skip
         log_path = self.logs_dir / f"{name}.log"
-        pid = _spawn_detached(cmd, log_path)
+        pid = spawn_detached(cmd, log_path)
         (self.run_dir / f"{name}.pid").write_text(str(pid))
         self.echo(f"engine {name} starting on 127.0.0.1:{node['http']} (pid {pid}, log {log_path})")
 
@@ -248,7 +234,7 @@ class Stack:
                 if self._node_pid(node["name"]) is None:
                     log_path = self.logs_dir / f"{node['name']}.log"
                     raise StackError(
-                        f"engine {node['name']} exited while starting; last lines of {log_path}:\n{_tail(log_path)}"
+                        f"engine {node['name']} exited while starting; last lines of {log_path}:\n{tail(log_path)}"
                     )
             try:
                 health = httpx.get(
@@ -267,14 +253,36 @@ class Stack:
                     f"engine not healthy after {self.settings.stack_start_timeout_s:.0f}s; logs in {self.logs_dir}"
                 )
 
+    def _start_opensearch(self, nodes: int) -> list[dict[str, Any]]:
+        previous = self._state()
+        running = [n for n in self._nodes(int(previous.get("nodes", 1))) if self._node_pid(n["name"])]
+        if running and int(previous.get("nodes", 1)) != nodes:
+            raise StackError(
+                f"a {previous.get('nodes')}-node engine is running; `hybrid-search stack down` before "
+                f"starting {nodes} node(s)"
+            )
+        layout = self._nodes(nodes)
+        self._write_state(nodes=nodes, http_port=layout[0]["http"], transport_port=layout[0]["transport"])
+        classpath, launcher = self.resolve_engine()
+        for node in layout:
+            self._start_node(node, layout, classpath, launcher)
+        return layout
+
+    def _check_es_ports(self, nodes: int) -> None:
+        """The Elasticsearch node's ports must differ from each other and from every OpenSearch node's."""
+        taken = {p for n in self._nodes(nodes) for p in (n["http"], n["transport"])}
+        taken.add(self.settings.stack_redis_port)
+        es_ports = (self.es.http_port, self.es.transport_port)
+        if es_ports[0] == es_ports[1] or taken & set(es_ports):
+            raise StackError(
+                f"the Elasticsearch ports {es_ports[0]}/{es_ports[1]} clash with each other or with the stack's "
+                f"OpenSearch/Redis ports {sorted(taken)}; pick others with --es-http-port/--es-transport-port"
+            )
+
     # ---- redis ----------------------------------------------------------------------------------------
 
     def _redis_pid(self) -> int | None:
-        try:
-            pid = int((self.run_dir / "redis.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _pid_alive(pid, "redis-server") else None
+        return read_pid(self.run_dir / "redis.pid", "redis-server")
 
     def _redis_ping(self) -> bool:
         import redis
@@ -293,7 +301,7 @@ class Stack:
             owner = "" if self._redis_pid() else " (not started by this stack)"
             self.echo(f"redis already up on 127.0.0.1:{port}{owner}")
             return
-        server = _require("redis-server")
+        server = require_tool("redis-server")
         data = self.root / "redis"
         for folder in (data, self.logs_dir, self.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -314,84 +322,83 @@ class Stack:
 
     # ---- public ---------------------------------------------------------------------------------------
 
-    def up(self, *, nodes: int = 1, engine: bool = True, redis: bool = True) -> list[ComponentStatus]:
-        """Start what is not running yet and wait until it answers; returns :meth:`status`."""
+    def up(self, *, nodes: int = 1, engine: str | bool = True, redis: bool = True) -> list[ComponentStatus]:
+        """Start what is not running yet and wait until it answers; returns :meth:`status`.
+
+        ``engine``: ``"opensearch"`` (or True, the default), ``"elasticsearch"``, ``"both"``, or False for none.
+        ``nodes`` (1 or 3) is the OpenSearch cluster's size; Elasticsearch always runs one node. Both engines'
+        JVMs start before either is waited for.
+        """
         if nodes not in (1, 3):
             raise StackError(f"the local stack runs 1 or 3 engine nodes, not {nodes}")
+        engines = select_engines(engine)
         self.root.mkdir(parents=True, exist_ok=True)
-        if engine:
-            previous = self._state()
-            running = [n for n in self._nodes(int(previous.get("nodes", 1))) if self._node_pid(n["name"])]
-            if running and int(previous.get("nodes", 1)) != nodes:
-                raise StackError(
-                    f"a {previous.get('nodes')}-node engine is running; `hybrid-search stack down` before "
-                    f"starting {nodes} node(s)"
-                )
-            layout = self._nodes(nodes)
-            (self.root / "stack.json").write_text(
-                json.dumps(
-                    {"nodes": nodes, "http_port": layout[0]["http"], "transport_port": layout[0]["transport"]}
-                )
+        if "elasticsearch" in engines:
+            self._check_es_ports(nodes)
+        if engines:
+            recorded = set(self._state().get("engines", [])) | set(engines)
+            self._write_state(engines=[e for e in ENGINES if e in recorded])
+        layout = self._start_opensearch(nodes) if "opensearch" in engines else []
+        if "elasticsearch" in engines:
+            self._write_state(
+                elasticsearch={"http_port": self.es.http_port, "transport_port": self.es.transport_port}
             )
-            classpath, launcher = self.resolve_engine()
-            for node in layout:
-                self._start_node(node, layout, classpath, launcher)
+            self.es.start()
+        if layout:
             self._wait_engine(layout)
             self.echo(
                 f"engine up: http://127.0.0.1:{layout[0]['http']} ({nodes} node(s)); logs in {self.logs_dir}"
             )
+        if "elasticsearch" in engines:
+            self.es.wait()
+            self.echo(f"elasticsearch up: {self.es.address}; log {self.es.log_path}")
         if redis:
             self._start_redis()
         return self.status()
 
-    def _stop_pid(self, pid: int, marker: str, what: str, timeout_s: float = 60.0) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout_s
-        while _pid_alive(pid, marker):
-            if time.monotonic() > deadline:
-                self.echo(f"{what} did not stop in {timeout_s:.0f}s: killing it")
-                os.kill(pid, signal.SIGKILL)
-                time.sleep(0.5)
-                break
-            time.sleep(0.2)
+    def down(self, *, engine: str | bool = True, redis: bool = True) -> list[ComponentStatus]:
+        """Stop what this stack started (idempotent); returns :meth:`status`.
 
-    def down(self, *, engine: bool = True, redis: bool = True) -> list[ComponentStatus]:
-        """Stop what this stack started (idempotent); returns :meth:`status`."""
-        if engine:
+        ``engine``: True (the default) stops every engine; ``"opensearch"``, ``"elasticsearch"`` or ``"both"``
+        only those; False none.
+        """
+        engines = select_engines(engine, all_if_true=True)
+        if "opensearch" in engines:
             for node in self._nodes():
                 pid = self._node_pid(node["name"])
                 if pid is not None:
-                    self._stop_pid(pid, "Launcher.java", f"engine {node['name']}")
+                    stop_pid(pid, "Launcher.java", f"engine {node['name']}", self.echo)
                     self.echo(f"engine {node['name']} stopped")
                 (self.run_dir / f"{node['name']}.pid").unlink(missing_ok=True)
+        if "elasticsearch" in engines:
+            self.es.stop()
+        if engines and (self.root / "stack.json").exists():
+            self._write_state(engines=[e for e in self._state().get("engines", []) if e not in engines])
         if redis:
             pid = self._redis_pid()
             if pid is not None:
-                self._stop_pid(pid, "redis-server", "redis")
+                stop_pid(pid, "redis-server", "redis", self.echo)
                 self.echo("redis stopped")
             (self.run_dir / "redis.pid").unlink(missing_ok=True)
         return self.status()
 
     def status(self) -> list[ComponentStatus]:
-        """Each component, up or down, with its address."""
+        """Each component, up or down, with its address: the engines ``up`` started, and Redis."""
         out = []
-        for node in self._nodes():
-            address = f"http://127.0.0.1:{node['http']}"
-            info = self._http_ok(node["http"])
-            pid = self._node_pid(node["name"])
-            if info is not None:
-                detail = (
-                    f"{info['version'].get('distribution', 'engine')} {info['version'].get('number', '?')}"
-                )
-                if pid is None:
-                    detail += " (not started by this stack)"
-                out.append(ComponentStatus(f"engine {node['name']}", address, True, detail, pid))
-            else:
-                detail = "starting or not answering" if pid is not None else "not running"
-                out.append(ComponentStatus(f"engine {node['name']}", address, False, detail, pid))
+        shown = self._recorded_engines()
+        if "opensearch" in shown:
+            for node in self._nodes():
+                address = f"http://127.0.0.1:{node['http']}"
+                info = http_root(node["http"])
+                pid = self._node_pid(node["name"])
+                if info is not None:
+                    detail = engine_label(info) + ("" if pid is not None else " (not started by this stack)")
+                    out.append(ComponentStatus(f"engine {node['name']}", address, True, detail, pid))
+                else:
+                    detail = "starting or not answering" if pid is not None else "not running"
+                    out.append(ComponentStatus(f"engine {node['name']}", address, False, detail, pid))
+        if "elasticsearch" in shown or self.es.pid() is not None:
+            out.append(self.es.status())
         address = f"redis://127.0.0.1:{self.settings.stack_redis_port}"
         up = self._redis_ping()
         out.append(
@@ -400,4 +407,4 @@ class Stack:
         return out
 
 
-__all__ = ["INSTALL_HINTS", "ComponentStatus", "Stack"]
+__all__ = ["ENGINES", "ENGINE_CHOICES", "INSTALL_HINTS", "ComponentStatus", "Stack", "select_engines"]

@@ -1,6 +1,10 @@
-"""The engine adapter against the real engine of the local stack (OpenSearch 2.19 + k-NN in CI).
+"""The engine adapter's contract suite: every test runs against each engine of the local stack (the ``engine``
+fixture in ``tests/conftest.py``): OpenSearch 2.19 + k-NN and Elasticsearch 8.19, both real nodes in CI.
 
 Vectors come from a deterministic fake encoder (small hand-made vectors): the model is not the subject here.
+Both engines score BM25 with the same Lucene similarity and cosine kNN as ``(1 + cos) / 2``, so the expected
+rankings (and most scores) are the same for both; where the engines differ (the live vector mapping, the
+version) the test says so.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import pytest
 
 from hybrid_search.engine import EncoderRef, KnnClause, SearchEngine, SearchRequest, load_definition
 from hybrid_search.errors import EncoderMismatchError, IndexNotFoundError, ValidationError
+from hybrid_search.fusion import Hit, fuse
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +47,14 @@ def ids(response: dict[str, Any]) -> list[str]:
     return [hit["_id"] for hit in response["hits"]["hits"]]
 
 
+def scores(response: dict[str, Any]) -> dict[str, float]:
+    return {hit["_id"]: hit["_score"] for hit in response["hits"]["hits"]}
+
+
+def hits(response: dict[str, Any]) -> list[Hit]:
+    return [Hit(hit["_id"], hit["_score"]) for hit in response["hits"]["hits"]]
+
+
 @pytest.fixture
 def loaded(engine: SearchEngine, alias: str) -> str:
     engine.create_index(alias, definition())
@@ -64,12 +77,27 @@ def test_create_index_from_the_mapping_files(engine: SearchEngine, alias: str) -
     assert records["image_vector"]["dim"] == 3
 
 
-def test_every_vector_field_of_the_live_index_uses_lucene(engine: SearchEngine, alias: str) -> None:
+def test_live_vector_fields_use_each_engines_hnsw(engine: SearchEngine, alias: str) -> None:
+    """OpenSearch: knn_vector on the Lucene engine (FAISS/NMSLIB have no native libraries in the Maven build).
+    Elasticsearch: dense_vector, indexed, with the configured similarity and HNSW parameters."""
     name = engine.create_index(alias, definition())
     mapping = engine._client.indices.get_mapping(index=name)[name]["mappings"]["properties"]  # type: ignore[attr-defined]
-    vectors = {k: v for k, v in mapping.items() if v.get("type") == "knn_vector"}
-    assert set(vectors) == {"text_vector", "image_vector"}
-    assert {v["method"]["engine"] for v in vectors.values()} == {"lucene"}
+    if engine.kind == "opensearch":
+        vectors = {k: v for k, v in mapping.items() if v.get("type") == "knn_vector"}
+        assert set(vectors) == {"text_vector", "image_vector"}
+        assert {v["method"]["engine"] for v in vectors.values()} == {"lucene"}
+        assert {v["method"]["space_type"] for v in vectors.values()} == {"cosinesimil"}
+    else:
+        vectors = {k: v for k, v in mapping.items() if v.get("type") == "dense_vector"}
+        assert set(vectors) == {"text_vector", "image_vector"}
+        assert vectors["text_vector"] == {
+            "type": "dense_vector",
+            "dims": 4,
+            "index": True,
+            "similarity": "cosine",
+            "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+        }
+        assert vectors["image_vector"]["dims"] == 3 and vectors["image_vector"]["similarity"] == "cosine"
 
 
 def test_second_version_waits_for_an_explicit_swap(engine: SearchEngine, alias: str) -> None:
@@ -118,16 +146,85 @@ def test_filtered_knn_returns_the_nearest_product_in_the_filter(engine: SearchEn
 
 
 def test_native_hybrid_sums_bm25_and_knn(engine: SearchEngine, loaded: str) -> None:
+    """``native``: one request, BM25 + kNN scores summed by the engine (OpenSearch: bool.should of the query and
+    the knn clause; Elasticsearch: query + top-level knn, which returns k hits in all). kNN contributes the Lucene
+    cosine score (1 + cos) / 2, times its boost."""
     bm25 = {"match": {"title": "strap"}}
     knn = KnnClause("text_vector", (0.0, 1.0, 0.0, 0.0), k=1)
     response = engine.search(loaded, SearchRequest(query=bm25, knn=(knn,), size=4))
     assert set(ids(response)) == {"wb01", "cn01"}
-    alone = {h["_id"]: h["_score"] for h in engine.search(loaded, SearchRequest(query=bm25))["hits"]["hits"]}
-    summed = {h["_id"]: h["_score"] for h in response["hits"]["hits"]}
+    alone = scores(engine.search(loaded, SearchRequest(query=bm25)))
+    summed = scores(response)
     assert summed["wb01"] == pytest.approx(alone["wb01"], rel=1e-5)
-    assert summed["cn01"] == pytest.approx(
-        1.0, rel=1e-5
-    )  # Lucene cosine score (1 + cos) / 2 of identical vectors
+    assert summed["cn01"] == pytest.approx(1.0, rel=1e-5)  # identical vectors: (1 + 1) / 2
+    boosted = KnnClause("text_vector", (0.0, 1.0, 0.0, 0.0), k=1, boost=2.0)
+    response = engine.search(loaded, SearchRequest(query=bm25, knn=(boosted,), size=4))
+    weighted = scores(response)
+    assert ids(response) == ["cn01", "wb01"]
+    assert weighted["cn01"] == pytest.approx(2.0, rel=1e-5)
+    assert weighted["wb01"] == pytest.approx(alone["wb01"], rel=1e-5)
+
+
+def test_native_hybrid_with_a_filter_filters_both_retrievers(engine: SearchEngine, loaded: str) -> None:
+    """The filter applies to the BM25 query and inside the kNN search (k blue products, not k then filtered)."""
+    request = SearchRequest(
+        query={"match": {"title": "jacket"}},
+        knn=(KnnClause("text_vector", (0.0, 1.0, 0.0, 0.0), k=2),),
+        filter=({"term": {"colour.keyword": "blue"}},),
+    )
+    response = engine.search(loaded, request)
+    assert ids(response) == ["mj02", "wb01"]  # cn01 is the nearest vector, but red
+    alone = scores(engine.search(loaded, SearchRequest(query={"match": {"title": "jacket"}})))
+    # mj02: BM25 + (1 + cos) / 2 with cos = 0.1 / |(0.9, 0.1, 0, 0)|; wb01: kNN only, cos = 0
+    cos = 0.1 / (0.9**2 + 0.1**2) ** 0.5
+    assert scores(response)["mj02"] == pytest.approx(alone["mj02"] + (1 + cos) / 2, rel=1e-5)
+    assert scores(response)["wb01"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_two_knn_clauses_add_up(engine: SearchEngine, loaded: str) -> None:
+    """Text and image kNN in one request (cross-modal): each clause brings its own k hits; scores add up."""
+    request = SearchRequest(
+        knn=(
+            KnnClause("text_vector", (1.0, 0.0, 0.0, 0.0), k=1),
+            KnnClause("image_vector", (0.0, 0.0, 1.0), k=1),
+        ),
+    )
+    assert scores(engine.search(loaded, request)) == {
+        "mj01": pytest.approx(1.0, rel=1e-5),
+        "wb01": pytest.approx(1.0, rel=1e-5),
+    }
+
+
+def test_client_side_fusion_of_one_msearch(engine: SearchEngine, loaded: str) -> None:
+    """BM25 and kNN in one ``_msearch``, fused here by :func:`hybrid_search.fusion.fuse` (linear and RRF)."""
+    bm25, knn = engine.msearch(
+        loaded,
+        [
+            SearchRequest(query={"multi_match": {"query": "jacket", "fields": ["title", "description"]}}),
+            SearchRequest(knn=(KnnClause("text_vector", (0.2, 1.0, 0.0, 0.0), k=3),), size=3),
+        ],
+    )
+    # "jacket" is in both fields of mj01, only in the title of mj02; the query vector is nearest cn01
+    assert ids(bm25) == ["mj01", "mj02"]
+    assert ids(knn) == ["cn01", "mj02", "mj01"]
+    results = {"bm25": hits(bm25), "text_knn": hits(knn)}
+
+    linear = fuse("linear", results, {"bm25": 0.6, "text_knn": 0.4}, normaliser="minmax")
+    # minmax: bm25 mj01 1, mj02 0; kNN cn01 1, mj01 0, mj02 (s - min) / (max - min)
+    knn_scores = scores(knn)
+    mj02_knn = (knn_scores["mj02"] - knn_scores["mj01"]) / (knn_scores["cn01"] - knn_scores["mj01"])
+    assert [(h.doc_id, h.score) for h in linear] == [
+        ("mj01", pytest.approx(0.6)),
+        ("cn01", pytest.approx(0.4)),
+        ("mj02", pytest.approx(0.4 * mj02_knn)),
+    ]
+    explain = linear[0].contributions
+    assert explain["bm25"].raw_score == scores(bm25)["mj01"] and explain["text_knn"].rank == 3
+
+    rrf = fuse("rrf", results, rank_constant=60)
+    # mj01: 1/61 + 1/63 > mj02: 2/62 > cn01: 1/61 (in one list only)
+    assert [h.doc_id for h in rrf] == ["mj01", "mj02", "cn01"]
+    assert rrf[0].score == pytest.approx(1 / 61 + 1 / 63) and rrf[1].score == pytest.approx(2 / 62)
 
 
 def test_msearch_answers_in_request_order(engine: SearchEngine, loaded: str) -> None:
@@ -154,6 +251,18 @@ def test_facets_and_filters_on_keyword_fields(engine: SearchEngine, loaded: str)
         "red": 1,
         "blue": 1,
     }
+
+
+def test_facet_normalizer_folds_case_and_accents(engine: SearchEngine, alias: str) -> None:
+    """The ``facet`` normalizer (lowercase + asciifolding) of the keyword facets, on either engine."""
+    engine.create_index(alias, definition())
+    ecru = {**PRODUCTS[0], "id": "ec01", "colour": "Écru", "material": "Crème Wool"}
+    engine.bulk_write(alias, [ecru, PRODUCTS[1]], vector_sources=SOURCES, refresh=True)
+    found = engine.search(alias, SearchRequest(filter=({"term": {"colour.keyword": "ECRU"}},)))
+    assert ids(found) == ["ec01"]
+    aggs = {"materials": {"terms": {"field": "material.keyword"}}}
+    buckets = engine.search(alias, SearchRequest(size=0, aggs=aggs))["aggregations"]["materials"]["buckets"]
+    assert [b["key"] for b in buckets] == ["creme wool"]
 
 
 def test_encoder_mismatch_is_refused_and_nothing_is_written(engine: SearchEngine, alias: str) -> None:
@@ -203,6 +312,8 @@ def test_missing_index_is_a_clear_error(engine: SearchEngine) -> None:
 
 def test_health_reports_version_and_status(engine: SearchEngine) -> None:
     health = engine.health(wait_for_status="yellow")
-    assert health.engine == "opensearch"
-    assert health.version.startswith("2.19.")
+    assert health.engine == engine.kind
+    expected = {"opensearch": "2.19.", "elasticsearch": "8."}[engine.kind]
+    assert health.version.startswith(expected), health
     assert health.status in ("green", "yellow")
+    print(f"{engine.kind} {health.version} at {engine.url}: {health.status}")
