@@ -52,6 +52,8 @@ def clean_text(value: str) -> str:
 def _as_list(value: Any, field: str) -> list[str]:
     if value is None or value == "":
         return []
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
     items = re.split(r"[|\n]", value) if isinstance(value, str) else value
     if not isinstance(items, list):
         raise ValueError(f"{field} must be a string or a list of strings")
