@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     fusion_image_knn_weight: float = Field(
         0.5, ge=0, description="Default weight of the image kNN retriever."
     )
+    fusion_colour_knn_weight: float = Field(
+        0.5, ge=0, description="Default weight of the colour-histogram kNN retriever (image queries)."
+    )
+    fusion_fused_knn_weight: float = Field(
+        0.5, ge=0, description="Default weight of the fused-vector kNN retriever (text + image queries)."
+    )
+    fusion_cross_modal_weight: float = Field(
+        0.5, ge=0, description="Default weight of each cross-modal (CLIP) kNN retriever."
+    )
 
     # --- queue and ingestion --------------------------------------------------------------------------
     redis_url: str = Field(
