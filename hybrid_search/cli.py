@@ -389,6 +389,56 @@ def workers(
     celery_app.worker_main(argv)
 
 
+@app.command("search")
+def search(
+    query: Annotated[str | None, typer.Argument(help="What to search for (optional with --image).")] = None,
+    image: Annotated[str | None, typer.Option(help="A query photo (JPEG, PNG, WebP or GIF).")] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="key=value, repeatable: category, brand, colour, material, size, price_min, price_max, "
+            "attr.<name> (a repeated key matches any of its values).",
+        ),
+    ] = None,
+    fusion: Annotated[str | None, typer.Option(help="linear, rrf or native [default: the setting].")] = None,
+    normaliser: Annotated[str | None, typer.Option(help="minmax, zscore, l2 or dbsf (linear).")] = None,
+    rank_constant: Annotated[float | None, typer.Option(help="k of reciprocal rank fusion.")] = None,
+    rank_window: Annotated[int | None, typer.Option(help="Candidates per retriever.")] = None,
+    weights: Annotated[
+        list[str] | None, typer.Option("--weight", help="retriever=weight, repeatable (0 turns it off).")
+    ] = None,
+    page: Annotated[int, typer.Option(help="Page number, from 1.")] = 1,
+    size: Annotated[int, typer.Option(help="Hits per page.")] = 10,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show each retriever's share of the score.")
+    ] = False,
+    facets: Annotated[
+        bool, typer.Option("--facets/--no-facets", help="Compute facets and the total.")
+    ] = True,
+    index: Annotated[str | None, typer.Option(help="Index or alias (default: the alias).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hybrid search: BM25 + kNN (text, photo, colour, fused, CLIP), fused into one ranking."""
+    from hybrid_search.engine import create_engine
+    from hybrid_search.search import SearchService, search_encoders
+    from hybrid_search.search.console import build_query, read_image_file, render
+
+    settings = get_settings()
+    request = build_query(
+        query, image=read_image_file(image, settings.image_max_bytes) if image else None,
+        filters=filters or [], weights=weights or [], fusion=fusion, normaliser=normaliser,
+        rank_constant=rank_constant, rank_window=rank_window, page=page, size=size, explain=explain,
+        facets=facets,
+    )  # fmt: skip
+    with create_engine(settings) as engine:
+        response = SearchService(settings, engine, search_encoders(settings)).search(request, index=index)
+    if as_json:
+        print(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        out.print(render(response, explain=explain))
+
+
 @app.command("demo")
 def demo(
     query: Annotated[str, typer.Argument(help="What to search for.")] = "waterproof jacket for hiking",

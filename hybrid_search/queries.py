@@ -1,7 +1,12 @@
 """Query bodies as data: pure functions from user input to engine-neutral requests.
 
 The query text is only ever a *value* inside ``multi_match`` (never ``query_string``), so no user input is
-interpreted as query syntax.
+interpreted as query syntax. Filters are plain ``term``/``terms``/``range`` clauses that every retriever gets
+unchanged (kNN clauses carry them as a pre-filter, see :mod:`hybrid_search.engine.dialects`).
+
+Facets are aggregations over the same filtered candidate set: :func:`facet_aggs` names them
+``category`` (``categories``), ``brand`` (``brand.keyword``), ``colour`` (``colour.keyword``) and ``price``
+(the :data:`PRICE_RANGES` buckets).
 """
 
 from __future__ import annotations
@@ -33,23 +38,182 @@ DISPLAY_FIELDS: tuple[str, ...] = (
     "image_url",
 )
 
+# filter name -> keyword field it matches exactly (the colour and material keywords are lowercased by the
+# ``facet`` normalizer, which the engine also applies to the filter value)
+KEYWORD_FILTERS: dict[str, str] = {
+    "category": "categories",
+    "brand": "brand.keyword",
+    "colour": "colour.keyword",
+    "material": "material.keyword",
+    "size": "sizes",
+}
+ATTRIBUTES_FIELD = "attributes"
+PRICE_FIELD = "price"
 
-def bm25_query(text: str, fields: Sequence[str] = BM25_FIELDS) -> dict[str, Any]:
+# facet name -> keyword field of a terms aggregation
+FACET_FIELDS: dict[str, str] = {
+    "category": "categories",
+    "brand": "brand.keyword",
+    "colour": "colour.keyword",
+}
+# price facet buckets: (key, from inclusive, to exclusive); None = unbounded
+PRICE_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
+    ("under 25", None, 25.0),
+    ("25-50", 25.0, 50.0),
+    ("50-100", 50.0, 100.0),
+    ("100-200", 100.0, 200.0),
+    ("200 and up", 200.0, None),
+)
+FACET_SIZE = 20
+
+
+def bm25_query(text: str, fields: Sequence[str] = BM25_FIELDS, *, boost: float = 1.0) -> dict[str, Any]:
     """A ``multi_match`` over the product text fields; ``text`` is a plain value, never query syntax."""
-    return {"multi_match": {"query": text, "fields": list(fields), "type": "most_fields", "operator": "or"}}
+    body: dict[str, Any] = {"query": text, "fields": list(fields), "type": "most_fields", "operator": "or"}
+    if boost != 1.0:
+        body["boost"] = boost
+    return {"multi_match": body}
 
 
-def bm25_request(text: str, *, size: int, filters: Sequence[Mapping[str, Any]] = ()) -> SearchRequest:
+def _values(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _term(field: str, value: str | Sequence[str]) -> dict[str, Any]:
+    values = _values(value)
+    return {"term": {field: values[0]}} if len(values) == 1 else {"terms": {field: values}}
+
+
+def filter_clauses(
+    *,
+    keywords: Mapping[str, str | Sequence[str]] | None = None,
+    attributes: Mapping[str, str | Sequence[str]] | None = None,
+    price_min: float | None = None,
+    price_max: float | None = None,
+) -> list[dict[str, Any]]:
+    """The filter clauses (all must hold) for keyword filters, attributes and a price range.
+
+    ``keywords`` maps a :data:`KEYWORD_FILTERS` name to one value or several (any of them matches);
+    ``attributes`` maps an attribute name to its value(s), matched as ``"name=value"`` keywords;
+    ``price_min`` / ``price_max`` are inclusive bounds. Names outside :data:`KEYWORD_FILTERS` raise ``KeyError``
+    (the query layer validates them first). Clause order follows the arguments, keys in their given order.
+    """
+    clauses: list[dict[str, Any]] = []
+    for name, value in (keywords or {}).items():
+        clauses.append(_term(KEYWORD_FILTERS[name], value))
+    for name, value in (attributes or {}).items():
+        clauses.append(_term(ATTRIBUTES_FIELD, [f"{name}={v}" for v in _values(value)]))
+    if price_min is not None or price_max is not None:
+        bounds: dict[str, float] = {}
+        if price_min is not None:
+            bounds["gte"] = price_min
+        if price_max is not None:
+            bounds["lte"] = price_max
+        clauses.append({"range": {PRICE_FIELD: bounds}})
+    return clauses
+
+
+def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
+    """Terms aggregations on category, brand and colour, and the price-range buckets."""
+    aggs: dict[str, Any] = {
+        name: {"terms": {"field": field, "size": size}} for name, field in FACET_FIELDS.items()
+    }
+    ranges = []
+    for key, low, high in PRICE_RANGES:
+        bucket: dict[str, Any] = {"key": key}
+        if low is not None:
+            bucket["from"] = low
+        if high is not None:
+            bucket["to"] = high
+        ranges.append(bucket)
+    aggs["price"] = {"range": {"field": PRICE_FIELD, "ranges": ranges}}
+    return aggs
+
+
+def bm25_request(
+    text: str,
+    *,
+    size: int,
+    filters: Sequence[Mapping[str, Any]] = (),
+    source: bool | Sequence[str] = DISPLAY_FIELDS,
+    track_total_hits: bool | int = True,
+) -> SearchRequest:
     return SearchRequest(
-        query=bm25_query(text), filter=tuple(filters), size=size, source=list(DISPLAY_FIELDS)
+        query=bm25_query(text),
+        filter=tuple(filters),
+        size=size,
+        source=source if isinstance(source, bool) else list(source),
+        track_total_hits=track_total_hits,
     )
 
 
+def knn_clause(field: str, vector: Sequence[float], *, k: int, boost: float = 1.0) -> KnnClause:
+    return KnnClause(field, tuple(float(x) for x in vector), k=k, boost=boost)
+
+
 def knn_request(
-    field: str, vector: Sequence[float], *, size: int, filters: Sequence[Mapping[str, Any]] = ()
+    field: str,
+    vector: Sequence[float],
+    *,
+    size: int,
+    filters: Sequence[Mapping[str, Any]] = (),
+    source: bool | Sequence[str] = DISPLAY_FIELDS,
+    track_total_hits: bool | int = True,
 ) -> SearchRequest:
-    clause = KnnClause(field, tuple(float(x) for x in vector), k=size)
-    return SearchRequest(knn=(clause,), filter=tuple(filters), size=size, source=list(DISPLAY_FIELDS))
+    """``size`` nearest neighbours (``k = size``) of ``vector`` among the documents that pass ``filters``."""
+    return SearchRequest(
+        knn=(knn_clause(field, vector, k=size),),
+        filter=tuple(filters),
+        size=size,
+        source=source if isinstance(source, bool) else list(source),
+        track_total_hits=track_total_hits,
+    )
+
+
+def candidates_request(
+    text: str | None,
+    knn: Sequence[KnnClause],
+    *,
+    filters: Sequence[Mapping[str, Any]] = (),
+    aggs: Mapping[str, Any] | None = None,
+) -> SearchRequest:
+    """Size 0: the filtered candidate set (BM25 matches or any kNN clause's top ``k``), counted and faceted."""
+    return SearchRequest(
+        query=bm25_query(text) if text is not None else None,
+        knn=tuple(knn),
+        filter=tuple(filters),
+        size=0,
+        aggs=aggs,
+        source=False,
+        track_total_hits=True,
+    )
+
+
+def native_request(
+    text: str | None,
+    knn: Sequence[KnnClause],
+    *,
+    size: int,
+    from_: int = 0,
+    bm25_boost: float = 1.0,
+    filters: Sequence[Mapping[str, Any]] = (),
+    aggs: Mapping[str, Any] | None = None,
+    source: bool | Sequence[str] = DISPLAY_FIELDS,
+) -> SearchRequest:
+    """One request whose score is the engine's own sum of the boosted BM25 and kNN scores.
+
+    Each kNN clause carries its own boost; ``text=None`` leaves BM25 out.
+    """
+    return SearchRequest(
+        query=bm25_query(text, boost=bm25_boost) if text is not None else None,
+        knn=tuple(knn),
+        filter=tuple(filters),
+        size=size,
+        from_=from_,
+        aggs=aggs,
+        source=source if isinstance(source, bool) else list(source),
+        track_total_hits=True,
+    )
 
 
 def native_hybrid_request(
@@ -62,21 +226,27 @@ def native_hybrid_request(
     knn_boost: float = 1.0,
     filters: Sequence[Mapping[str, Any]] = (),
 ) -> SearchRequest:
-    """One request whose score is the engine's own sum of boosted BM25 and kNN scores."""
-    query = bm25_query(text)
-    if bm25_boost != 1.0:
-        query["multi_match"]["boost"] = bm25_boost
-    clause = KnnClause(field, tuple(float(x) for x in vector), k=size, boost=knn_boost)
-    return SearchRequest(
-        query=query, knn=(clause,), filter=tuple(filters), size=size, source=list(DISPLAY_FIELDS)
-    )
+    """BM25 plus one kNN clause (``k = size``) summed by the engine (:func:`native_request` for one field)."""
+    clause = knn_clause(field, vector, k=size, boost=knn_boost)
+    return native_request(text, (clause,), size=size, bm25_boost=bm25_boost, filters=filters)
 
 
 __all__ = [
+    "ATTRIBUTES_FIELD",
     "BM25_FIELDS",
     "DISPLAY_FIELDS",
+    "FACET_FIELDS",
+    "FACET_SIZE",
+    "KEYWORD_FILTERS",
+    "PRICE_FIELD",
+    "PRICE_RANGES",
     "bm25_query",
     "bm25_request",
+    "candidates_request",
+    "facet_aggs",
+    "filter_clauses",
+    "knn_clause",
     "knn_request",
     "native_hybrid_request",
+    "native_request",
 ]

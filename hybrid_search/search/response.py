@@ -1,0 +1,108 @@
+"""What a search returns: :class:`SearchResponse` with :class:`SearchHit` s, facets, the total and timings.
+
+``SearchResponse.to_dict()`` is the JSON shape the CLI prints (``--json``) and the HTTP API will return::
+
+    {"hits": [{"id", "rank", "score", "fields": {...}, "explain": {retriever: {"raw_score", "rank",
+               "normalised", "weighted"}} | null}],
+     "total": int, "total_relation": "eq" | "gte", "page", "size", "available",
+     "fusion": {"method", "normaliser", "rank_constant", "rank_window", "weights": {retriever: w}},
+     "retrievers": {retriever: {"field", "weight", "hits", "took_ms"}},
+     "facets": {"category" | "brand" | "colour": [{"value", "count"}],
+                "price": [{"value", "from", "to", "count"}]} | null,
+     "timings": {"encode_ms", "encode": {role: ms}, "engine_ms", "fusion_ms", "total_ms"}}
+
+``explain`` (when asked for): for linear and RRF fusion, one entry per retriever with a non-empty list, where
+``score == math.fsum(e["weighted"] for e in explain.values())`` (see :mod:`hybrid_search.fusion`); a document
+a retriever did not return has ``raw_score`` and ``rank`` null. For ``native`` the engine sums the clauses
+itself and does not report the parts: one entry ``native`` with the engine's score as ``raw_score`` and
+``weighted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid_search.queries import PRICE_RANGES
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One product of the page: ``rank`` counts from 1 over the whole result, not the page."""
+
+    id: str
+    rank: int
+    score: float
+    fields: dict[str, Any]
+    explain: dict[str, dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rank": self.rank,
+            "score": self.score,
+            "fields": self.fields,
+            "explain": self.explain,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    """The page of hits and what produced it (module docstring for the fields)."""
+
+    hits: list[SearchHit]
+    total: int
+    total_relation: str
+    page: int
+    size: int
+    available: int
+    fusion: dict[str, Any]
+    retrievers: dict[str, dict[str, Any]]
+    facets: dict[str, list[dict[str, Any]]] | None
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hits": [h.to_dict() for h in self.hits],
+            "total": self.total,
+            "total_relation": self.total_relation,
+            "page": self.page,
+            "size": self.size,
+            "available": self.available,
+            "fusion": self.fusion,
+            "retrievers": self.retrievers,
+            "facets": self.facets,
+            "timings": self.timings,
+        }
+
+
+def parse_total(response: Mapping[str, Any]) -> tuple[int, str]:
+    """``hits.total`` as ``(value, relation)``; both engines send ``{"value", "relation"}`` or an int."""
+    total = response.get("hits", {}).get("total", 0)
+    if isinstance(total, Mapping):
+        return int(total.get("value", 0)), str(total.get("relation", "eq"))
+    return int(total or 0), "eq"
+
+
+def parse_facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    """The facet aggregations of :func:`hybrid_search.queries.facet_aggs` as plain lists."""
+    aggregations = aggregations or {}
+    facets: dict[str, list[dict[str, Any]]] = {}
+    for name in ("category", "brand", "colour"):
+        buckets = aggregations.get(name, {}).get("buckets", [])
+        facets[name] = [{"value": b["key"], "count": int(b["doc_count"])} for b in buckets]
+    bounds = {key: (low, high) for key, low, high in PRICE_RANGES}
+    facets["price"] = [
+        {
+            "value": b["key"],
+            "from": bounds.get(b["key"], (b.get("from"), None))[0],
+            "to": bounds.get(b["key"], (None, b.get("to")))[1],
+            "count": int(b["doc_count"]),
+        }
+        for b in aggregations.get("price", {}).get("buckets", [])
+    ]
+    return facets
+
+
+__all__ = ["SearchHit", "SearchResponse", "parse_facets", "parse_total"]

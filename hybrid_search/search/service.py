@@ -1,0 +1,374 @@
+"""The one search entry point: :class:`SearchService` turns a :class:`SearchQuery` into a :class:`SearchResponse`.
+
+    service = SearchService(settings, engine, search_encoders(settings))
+    response = service.search(SearchQuery(text="red long coat", filters=Filters(colour="red")))
+
+Steps of :meth:`SearchService.search`:
+
+1. resolve the fusion method, normaliser, rank constant and rank window (query, else settings) and refuse a page
+   beyond the window;
+2. choose the retrievers (:mod:`.plan`) from the query's inputs, the configured encoders, the vector fields
+   the index has and the weights;
+3. encode the query once per encoder (text, photo, colour histogram, CLIP towers); the query image is loaded
+   with the same size and pixel limits as catalogue photos; each encoder must be the one the index records
+   for the field it searches (else :class:`EncoderMismatchError`);
+4. ``linear`` / ``rrf``: **one** ``_msearch``: each retriever's top ``rank_window`` under the filters, plus a
+   size-0 request that counts and facets the candidate set; then client-side fusion
+   (:mod:`hybrid_search.fusion`) and the requested page is cut from the fused list, so every page of a
+   query comes from the same fused ranking;
+   ``native``: one request whose score is the engine's sum of the weighted BM25 and kNN scores, paged by the
+   engine, facets in the same request.
+
+The index's vector records (``_meta``) are read once per index and kept for ``VECTOR_RECORDS_TTL_S``.
+Only :mod:`hybrid_search.engine` talks to the engine; this module sees plain dicts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hybrid_search.engine import EncoderRef, SearchEngine, SearchRequest
+from hybrid_search.engine.definition import vector_roles
+from hybrid_search.errors import EncoderMismatchError, ValidationError
+from hybrid_search.fusion import FusedHit, Hit, fuse
+from hybrid_search.indexing import fused_ref
+from hybrid_search.queries import DISPLAY_FIELDS
+from hybrid_search.search.plan import (
+    SPECS,
+    Retriever,
+    choose_retrievers,
+    facets_request,
+    native_search_request,
+    retriever_request,
+)
+from hybrid_search.search.query import SearchQuery, check_page
+from hybrid_search.search.response import SearchHit, SearchResponse, parse_facets, parse_total
+from hybrid_search.settings import Settings
+
+VECTOR_RECORDS_TTL_S = 60.0
+
+
+def search_encoders(settings: Settings) -> dict[str, Any]:
+    """The configured encoders by role, plus the CLIP towers that make cross-modal retrieval possible.
+
+    ``image_text``: the text tower of a ``clip:`` image encoder (query text into the photo vectors' space);
+    ``text_image``: the image tower of a ``clip:`` text encoder. Models load on first use.
+    """
+    from hybrid_search.encoders import get_encoder
+    from hybrid_search.indexing import configured_encoders
+
+    encoders = configured_encoders(settings)
+    if settings.image_encoder.strip().lower().startswith("clip:"):
+        encoders["image_text"] = get_encoder(settings.image_encoder, device=settings.device, modality="text")
+    if settings.text_encoder.strip().lower().startswith("clip:"):
+        encoders["text_image"] = get_encoder(settings.text_encoder, device=settings.device, modality="image")
+    return encoders
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+class SearchService:
+    """Hybrid product search over one engine; safe to share between threads."""
+
+    def __init__(self, settings: Settings, engine: SearchEngine, encoders: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.encoders = dict(encoders)
+        self._role_fields = {
+            str(spec.get("source")): name for name, spec in vector_roles(settings.mappings_dir).items()
+        }
+        self._records: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    # ---- configuration --------------------------------------------------------------------------------
+
+    def default_weights(self) -> dict[str, float]:
+        s = self.settings
+        return {
+            "bm25": s.fusion_bm25_weight,
+            "text_knn": s.fusion_text_knn_weight,
+            "image_knn": s.fusion_image_knn_weight,
+            "colour_knn": s.fusion_colour_knn_weight,
+            "fused_knn": s.fusion_fused_knn_weight,
+            "text_to_image": s.fusion_cross_modal_weight,
+            "image_to_text": s.fusion_cross_modal_weight,
+        }
+
+    def vector_records(self, index: str) -> dict[str, dict[str, Any]]:
+        """The index's vector fields ``{field: {"encoder", "version", "dim", ...}}``, cached for a minute."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._records.get(index)
+        if cached is not None and now - cached[0] < VECTOR_RECORDS_TTL_S:
+            return cached[1]
+        records = self.engine.vector_records(index)
+        with self._lock:
+            self._records[index] = (now, records)
+        return records
+
+    def _index_fields(self, index: str) -> dict[str, str]:
+        """Vector role -> field name, for the vector fields the index has."""
+        records = self.vector_records(index)
+        return {role: name for role, name in self._role_fields.items() if name in records}
+
+    # ---- search ---------------------------------------------------------------------------------------
+
+    def search(self, query: SearchQuery, *, index: str | None = None) -> SearchResponse:
+        """Run ``query`` on ``index`` (default: the settings' alias). Module docstring: the steps."""
+        started = time.perf_counter()
+        index = index or self.settings.index_alias
+        method = query.fusion or self.settings.fusion_method
+        normaliser = query.normaliser or self.settings.fusion_normaliser
+        rank_constant = (
+            query.rank_constant if query.rank_constant is not None else self.settings.fusion_rank_constant
+        )
+        window = query.rank_window or self.settings.fusion_rank_window
+        check_page(query.page, query.size, window)
+
+        retrievers = choose_retrievers(
+            has_text=query.text is not None,
+            has_image=query.image is not None,
+            defaults=self.default_weights(),
+            weights=query.weights,
+            encoders=list(self.encoders),
+            fields=self._index_fields(index),
+        )
+        timings: dict[str, Any] = {}
+        vectors = self._encode(query, retrievers, index, timings)
+        filters = query.filters.clauses()
+        fusion_info: dict[str, Any] = {
+            "method": method,
+            "normaliser": normaliser if method == "linear" else None,
+            "rank_constant": rank_constant if method == "rrf" else None,
+            "rank_window": window,
+            "weights": {r.name: r.weight for r in retrievers},
+        }
+        if method == "native":
+            response = self._native(query, retrievers, vectors, window, filters, index, timings)
+        else:
+            response = self._client_side(
+                query, retrievers, vectors, window, filters, index, timings,
+                method=method, normaliser=normaliser, rank_constant=rank_constant,
+            )  # fmt: skip
+        timings["total_ms"] = _ms(started)
+        return SearchResponse(
+            hits=response["hits"],
+            total=response["total"],
+            total_relation=response["total_relation"],
+            page=query.page,
+            size=query.size,
+            available=response["available"],
+            fusion=fusion_info,
+            retrievers=response["retrievers"],
+            facets=response["facets"],
+            timings=timings,
+        )
+
+    # ---- encoding -------------------------------------------------------------------------------------
+
+    def _query_image(self, query: SearchQuery) -> Any:
+        from hybrid_search.images import load_image
+
+        image = query.image
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return load_image(
+                image, max_bytes=self.settings.image_max_bytes, max_pixels=self.settings.image_max_pixels
+            )
+        assert image is not None
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ValidationError(f"corrupt image: size {width}x{height}", field="image")
+        if width * height > self.settings.image_max_pixels:
+            raise ValidationError(
+                f"too many pixels: {width}x{height} = {width * height} > {self.settings.image_max_pixels}",
+                field="image",
+            )
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+    def _encode(
+        self, query: SearchQuery, retrievers: Sequence[Retriever], index: str, timings: dict[str, Any]
+    ) -> dict[str, list[float]]:
+        """Query vector per kNN retriever; each encoder runs once. Checks encoders against the index."""
+        started = time.perf_counter()
+        roles = {role for r in retrievers for role in SPECS[r.name].encoders}
+        per_role: dict[str, float] = {}
+        image = None
+        if query.image is not None and roles & {"image", "colour", "text_image"}:
+            t = time.perf_counter()
+            image = self._query_image(query)
+            per_role["image_decode"] = _ms(t)
+        embedded: dict[str, Any] = {}
+        for role in sorted(roles):
+            encoder = self.encoders[role]
+            item = image if encoder.modality == "image" else query.text
+            t = time.perf_counter()
+            embedded[role] = encoder.embed_query(item)
+            per_role[role] = _ms(t)
+        records = self.vector_records(index) if roles else {}
+        vectors: dict[str, list[float]] = {}
+        for r in retrievers:
+            spec = SPECS[r.name]
+            if r.field is None:
+                continue
+            if r.name == "fused_knn":
+                from hybrid_search.encoders import fuse_vectors
+
+                text_enc, image_enc = self.encoders["text"], self.encoders["image"]
+                ref = fused_ref(
+                    EncoderRef(text_enc.name, text_enc.version),
+                    EncoderRef(image_enc.name, image_enc.version),
+                    self.settings.fused_text_weight,
+                )
+                vector = fuse_vectors(embedded["text"], embedded["image"], self.settings.fused_text_weight)
+            else:
+                encoder = self.encoders[spec.encoders[0]]
+                ref = EncoderRef(encoder.name, encoder.version)
+                vector = embedded[spec.encoders[0]]
+            record = records.get(r.field, {})
+            if (record.get("encoder"), record.get("version")) != (ref.name, ref.version):
+                raise EncoderMismatchError(
+                    f"{r.field} of {index} holds vectors of {record.get('encoder')} "
+                    f"(version {record.get('version')}), but {r.name} would query it with {ref.name} "
+                    f"(version {ref.version}); configure the same encoder or re-embed the index"
+                )
+            vectors[r.name] = [float(x) for x in vector]
+        timings["encode"] = per_role
+        timings["encode_ms"] = _ms(started)
+        return vectors
+
+    # ---- client-side fusion ---------------------------------------------------------------------------
+
+    def _client_side(
+        self,
+        query: SearchQuery,
+        retrievers: Sequence[Retriever],
+        vectors: Mapping[str, Sequence[float]],
+        window: int,
+        filters: list[dict[str, Any]],
+        index: str,
+        timings: dict[str, Any],
+        *,
+        method: str,
+        normaliser: str,
+        rank_constant: float,
+    ) -> dict[str, Any]:
+        requests: list[SearchRequest] = [
+            retriever_request(r, text=query.text, vector=vectors.get(r.name), window=window, filters=filters)
+            for r in retrievers
+        ]
+        if query.facets:
+            requests.append(
+                facets_request(retrievers, text=query.text, vectors=vectors, window=window, filters=filters)
+            )
+        t = time.perf_counter()
+        responses = self.engine.msearch(index, requests)
+        timings["engine_ms"] = _ms(t)
+
+        t = time.perf_counter()
+        lists: dict[str, list[Hit]] = {}
+        sources: dict[str, dict[str, Any]] = {}
+        info: dict[str, dict[str, Any]] = {}
+        for r, response in zip(retrievers, responses, strict=False):
+            hits = response.get("hits", {}).get("hits", [])
+            lists[r.name] = [Hit(str(h["_id"]), float(h["_score"])) for h in hits]
+            for h in hits:
+                sources.setdefault(str(h["_id"]), h.get("_source") or {})
+            info[r.name] = {
+                "field": r.field,
+                "weight": r.weight,
+                "hits": len(hits),
+                "took_ms": response.get("took"),
+            }
+        fused = fuse(
+            method,
+            lists,
+            {r.name: r.weight for r in retrievers},
+            normaliser=normaliser,
+            rank_constant=rank_constant,
+            limit=query.page * query.size,
+        )
+        timings["fusion_ms"] = _ms(t)
+        start = (query.page - 1) * query.size
+        page = [
+            _hit(f, start + n + 1, sources.get(f.doc_id, {}), query.explain)
+            for n, f in enumerate(fused[start:])
+        ]
+        available = len({doc for hits in lists.values() for doc in (h.doc_id for h in hits)})
+        if query.facets:
+            candidates = responses[-1]
+            total, relation = parse_total(candidates)
+            facets: dict[str, list[dict[str, Any]]] | None = parse_facets(candidates.get("aggregations"))
+            timings["facets_took_ms"] = candidates.get("took")
+        else:
+            total, relation, facets = available, "gte", None
+        return {
+            "hits": page,
+            "total": max(total, available),
+            "total_relation": relation,
+            "available": available,
+            "retrievers": info,
+            "facets": facets,
+        }
+
+    # ---- native ---------------------------------------------------------------------------------------
+
+    def _native(
+        self,
+        query: SearchQuery,
+        retrievers: Sequence[Retriever],
+        vectors: Mapping[str, Sequence[float]],
+        window: int,
+        filters: list[dict[str, Any]],
+        index: str,
+        timings: dict[str, Any],
+    ) -> dict[str, Any]:
+        request = native_search_request(
+            retrievers, text=query.text, vectors=vectors, window=window, page=query.page,
+            size=query.size, filters=filters, facets=query.facets,
+        )  # fmt: skip
+        t = time.perf_counter()
+        response = self.engine.search(index, request)
+        timings["engine_ms"] = _ms(t)
+        timings["fusion_ms"] = 0.0
+        start = (query.page - 1) * query.size
+        hits = []
+        for n, h in enumerate(response.get("hits", {}).get("hits", [])):
+            score = float(h["_score"])
+            explain = (
+                {"native": {"raw_score": score, "rank": start + n + 1, "normalised": None, "weighted": score}}
+                if query.explain
+                else None
+            )
+            fields = {k: v for k, v in (h.get("_source") or {}).items() if k in DISPLAY_FIELDS}
+            hits.append(SearchHit(str(h["_id"]), start + n + 1, score, fields, explain))
+        total, relation = parse_total(response)
+        info = {
+            r.name: {"field": r.field, "weight": r.weight, "hits": None, "took_ms": response.get("took")}
+            for r in retrievers
+        }
+        return {
+            "hits": hits,
+            "total": total,
+            "total_relation": relation,
+            "available": min(total, window) if relation == "eq" else window,
+            "retrievers": info,
+            "facets": parse_facets(response.get("aggregations")) if query.facets else None,
+        }
+
+
+def _hit(fused: FusedHit, rank: int, source: Mapping[str, Any], explain: bool) -> SearchHit:
+    return SearchHit(
+        id=fused.doc_id,
+        rank=rank,
+        score=fused.score,
+        fields={k: v for k, v in source.items() if k in DISPLAY_FIELDS},
+        explain={name: c._asdict() for name, c in fused.contributions.items()} if explain else None,
+    )
+
+
+__all__ = ["VECTOR_RECORDS_TTL_S", "SearchService", "search_encoders"]
