@@ -185,3 +185,46 @@ def test_poisoned_records_are_dead_lettered_and_the_rest_lands(
     assert any(i == "None" and "not valid JSON" in reason for i, reason in letters), letters
     with create_engine(queue_settings) as engine:
         assert sorted(engine.get_fields(index, [g["id"] for g in good], ["id"])) == ["ok-0", "ok-1", "ok-2"]
+
+
+def test_reindex_fills_a_new_version_and_swaps_the_alias(
+    queue_settings: Settings, luma: Path, tmp_path: Path
+) -> None:
+    alias = f"test-reindex-{uuid.uuid4().hex[:8]}"
+    photo = next((luma / "pub/media/catalog/product/m/h").glob("*.jpg"))
+    (tmp_path / "p.jpg").write_bytes(photo.read_bytes())
+    catalogue = write_jsonl_records(
+        tmp_path / "c.jsonl",
+        [{"id": f"r{n}", "title": f"Trail jacket {n}", "images": ["p.jpg"]} for n in range(5)],
+    )
+    env = {
+        **os.environ,
+        "HYBRID_SEARCH_INDEX_ALIAS": alias,
+        "HYBRID_SEARCH_INGEST_QUEUE": queue_settings.ingest_queue,
+    }
+    cli = [sys.executable, "-m", "hybrid_search.cli"]
+    try:
+        first = subprocess.run([*cli, "ingest", str(catalogue), "--wait", "--json"], env=env, capture_output=True,
+                               text=True, timeout=300, check=True)  # fmt: skip
+        assert json.loads(first.stdout)["indexed"] == 5
+        with create_engine(queue_settings) as engine:
+            assert engine.resolve_alias(alias) == [f"{alias}-v1"]
+        done = subprocess.run([*cli, "reindex", str(catalogue), "--json"], env=env, capture_output=True, text=True,
+                              timeout=300, check=True)  # fmt: skip
+        result = json.loads(done.stdout)
+        assert (result["index"], result["indexed"], result["text_embedded"], result["swapped"]) == (
+            f"{alias}-v2", 5, 5, True,
+        )  # fmt: skip
+        with create_engine(queue_settings) as engine:
+            assert engine.resolve_alias(alias) == [f"{alias}-v2"]
+            assert engine.count(alias) == 5
+            assert engine.count(f"{alias}-v1") == 5  # the old version stays until deleted
+    finally:
+        with create_engine(queue_settings) as engine:
+            for name in engine.versions(alias).values():
+                engine.delete_index(name)
+
+
+def write_jsonl_records(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
