@@ -61,6 +61,20 @@ def classify_bulk_error(status: int, error: Mapping[str, Any] | str | None) -> s
     return "other"
 
 
+def short_reason(exc: BaseException) -> str:
+    """One short line for a client exception: the well-known network causes by name, else its text (capped)."""
+    text = str(getattr(exc, "info", None) or exc)
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "certificate verify failed",
+    ):
+        if marker in text:
+            return marker.lower()
+    return text if len(text) < 300 else text[:300] + "..."
+
+
 def _error_reason(error: Mapping[str, Any] | str | None) -> str:
     if isinstance(error, Mapping):
         reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from hybrid_search.engine.base import SearchEngine
+from hybrid_search.engine.base import SearchEngine, short_reason
 from hybrid_search.engine.definition import IndexDefinition
 from hybrid_search.engine.dialects import elasticsearch_index_body, elasticsearch_search_body
 from hybrid_search.engine.request import SearchRequest
@@ -23,19 +23,6 @@ from hybrid_search.errors import (
     IndexNotFoundError,
     ValidationError,
 )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in (
-        "Connection refused",
-        "Name or service not known",
-        "timed out",
-        "certificate verify failed",
-    ):
-        if marker in text:
-            return marker.lower()
-    return text if len(text) < 300 else text[:300] + "..."
 
 
 class ElasticsearchEngine(SearchEngine):
@@ -86,7 +73,7 @@ class ElasticsearchEngine(SearchEngine):
             yield
         except (es.ConnectionError, es.ConnectionTimeout) as exc:
             raise EngineUnavailableError(
-                f"cannot reach Elasticsearch at {self.url} ({what}): {_short(exc)}"
+                f"cannot reach Elasticsearch at {self.url} ({what}): {short_reason(exc)}"
             ) from None
         except es.UnsupportedProductError:
             raise EngineError(
@@ -97,11 +84,15 @@ class ElasticsearchEngine(SearchEngine):
                 f"Elasticsearch at {self.url} rejected the credentials ({what}): HTTP {exc.meta.status}"
             ) from None
         except es.NotFoundError as exc:
-            raise IndexNotFoundError(f"{what}: not found ({_short(exc)})") from None
+            raise IndexNotFoundError(f"{what}: not found ({short_reason(exc)})") from None
         except es.BadRequestError as exc:
-            raise ValidationError(f"Elasticsearch refused the request ({what}): {_short(exc)}") from None
+            raise ValidationError(
+                f"Elasticsearch refused the request ({what}): {short_reason(exc)}"
+            ) from None
         except es.ApiError as exc:
-            raise EngineError(f"Elasticsearch error ({what}): HTTP {exc.meta.status} {_short(exc)}") from None
+            raise EngineError(
+                f"Elasticsearch error ({what}): HTTP {exc.meta.status} {short_reason(exc)}"
+            ) from None
         except es.SerializationError as exc:
             raise EngineError(f"Elasticsearch answered something that is not JSON ({what}): {exc}") from None
 

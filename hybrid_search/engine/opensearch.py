@@ -9,7 +9,7 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_exc
 
-from hybrid_search.engine.base import SearchEngine
+from hybrid_search.engine.base import SearchEngine, short_reason
 from hybrid_search.engine.definition import IndexDefinition
 from hybrid_search.engine.dialects import opensearch_index_body, opensearch_search_body
 from hybrid_search.engine.request import SearchRequest
@@ -20,19 +20,6 @@ from hybrid_search.errors import (
     IndexNotFoundError,
     ValidationError,
 )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "info", None) or exc)
-    for marker in (
-        "Connection refused",
-        "Name or service not known",
-        "timed out",
-        "certificate verify failed",
-    ):
-        if marker in text:
-            return marker.lower()
-    return text if len(text) < 300 else text[:300] + "..."
 
 
 class OpenSearchEngine(SearchEngine):
@@ -74,18 +61,20 @@ class OpenSearchEngine(SearchEngine):
             yield
         except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
             raise EngineUnavailableError(
-                f"cannot reach OpenSearch at {self.url} ({what}): {_short(exc)}"
+                f"cannot reach OpenSearch at {self.url} ({what}): {short_reason(exc)}"
             ) from None
         except (os_exc.AuthenticationException, os_exc.AuthorizationException) as exc:
             raise EngineAuthError(
                 f"OpenSearch at {self.url} rejected the credentials ({what}): HTTP {exc.status_code}"
             ) from None
         except os_exc.NotFoundError as exc:
-            raise IndexNotFoundError(f"{what}: not found ({_short(exc)})") from None
+            raise IndexNotFoundError(f"{what}: not found ({short_reason(exc)})") from None
         except os_exc.RequestError as exc:
-            raise ValidationError(f"OpenSearch refused the request ({what}): {_short(exc)}") from None
+            raise ValidationError(f"OpenSearch refused the request ({what}): {short_reason(exc)}") from None
         except os_exc.TransportError as exc:
-            raise EngineError(f"OpenSearch error ({what}): HTTP {exc.status_code} {_short(exc)}") from None
+            raise EngineError(
+                f"OpenSearch error ({what}): HTTP {exc.status_code} {short_reason(exc)}"
+            ) from None
         except os_exc.SerializationError as exc:
             raise EngineError(f"OpenSearch answered something that is not JSON ({what}): {exc}") from None
 
