@@ -1,0 +1,288 @@
+"""SearchService orchestration without services: round trips, paging, explain, encoders and image checks.
+
+The engine here is a recording stand-in that renders each request with the real OpenSearch dialect and
+answers from fixed hit lists: it pins *what is sent and how responses are combined*. Ranking on a real
+engine is tested in tests/integration/test_search_luma.py.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hybrid_search.engine.dialects import opensearch_search_body
+from hybrid_search.engine.request import SearchRequest
+from hybrid_search.errors import EncoderMismatchError, ValidationError
+from hybrid_search.search import Filters, SearchQuery, SearchService
+from hybrid_search.settings import Settings, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+class FakeEncoder:
+    """Deterministic: the vector is a hash-seeded random unit vector of the text (or the image size)."""
+
+    def __init__(self, name: str, modality: str, dim: int) -> None:
+        self.name, self.version, self.dim, self.modality = name, "v1", dim, modality
+        self.calls = 0
+
+    def embed_query(self, item: Any) -> np.ndarray[Any, Any]:
+        self.calls += 1
+        seed = sum(map(ord, item)) if isinstance(item, str) else item.size[0] * 1000 + item.size[1]
+        vector = np.random.default_rng(seed).normal(size=self.dim).astype(np.float32)
+        out: np.ndarray[Any, Any] = vector / np.linalg.norm(vector)
+        return out
+
+
+def docs(prefix: str, n: int, top: float) -> list[tuple[str, float]]:
+    return [(f"{prefix}{i:03d}", top - i * 0.01) for i in range(n)]
+
+
+class FakeEngine:
+    kind = "opensearch"
+
+    def __init__(self, records: dict[str, dict[str, Any]], lists: dict[str, list[tuple[str, float]]]) -> None:
+        self.records = records
+        self.lists = lists
+        self.calls: list[tuple[str, list[dict[str, Any]]]] = []
+        self.record_reads = 0
+
+    def vector_records(self, index: str) -> dict[str, dict[str, Any]]:
+        self.record_reads += 1
+        return self.records
+
+    def _answer(self, request: SearchRequest) -> dict[str, Any]:
+        if request.size == 0:
+            return {
+                "took": 1,
+                "hits": {"total": {"value": 321, "relation": "eq"}, "hits": []},
+                "aggregations": {
+                    "category": {"buckets": [{"key": "Jackets", "doc_count": 12}]},
+                    "brand": {"buckets": []},
+                    "colour": {"buckets": [{"key": "red", "doc_count": 5}]},
+                    "price": {"buckets": [{"key": "under 25", "to": 25.0, "doc_count": 3}]},
+                },
+            }
+        key = request.knn[0].field if request.knn and request.query is None else "bm25"
+        hits = self.lists.get(key, [])[request.from_ : request.from_ + request.size]
+        return {
+            "took": 2,
+            "hits": {
+                "total": {"value": len(self.lists.get(key, [])), "relation": "eq"},
+                "hits": [
+                    {"_id": d, "_score": s, "_source": {"id": d, "title": f"title {d}"}} for d, s in hits
+                ],
+            },
+        }
+
+    def msearch(self, index: str, requests: Sequence[SearchRequest]) -> list[dict[str, Any]]:
+        self.calls.append(("msearch", [opensearch_search_body(r) for r in requests]))
+        return [self._answer(r) for r in requests]
+
+    def search(self, index: str, request: SearchRequest) -> dict[str, Any]:
+        self.calls.append(("search", [opensearch_search_body(request)]))
+        return self._answer(request)
+
+
+RECORDS = {
+    "text_vector": {"encoder": "fake-text", "version": "v1", "dim": 8},
+    "image_vector": {"encoder": "fake-image", "version": "v1", "dim": 6},
+    "colour_vector": {"encoder": "fake-colour", "version": "v1", "dim": 4},
+    "fused_vector": {"encoder": "fused:fake-text+fake-image@0.5", "version": "v1+v1", "dim": 14},
+}
+LISTS = {
+    "bm25": docs("b", 60, 20.0),
+    "text_vector": docs("b", 10, 0.9) + docs("t", 50, 0.8),
+    "image_vector": docs("i", 60, 0.95),
+    "colour_vector": docs("c", 60, 0.9),
+    "fused_vector": docs("i", 30, 0.9),
+}
+
+
+def encoders() -> dict[str, FakeEncoder]:
+    return {
+        "text": FakeEncoder("fake-text", "text", 8),
+        "image": FakeEncoder("fake-image", "image", 6),
+        "colour": FakeEncoder("fake-colour", "image", 4),
+    }
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(fusion_rank_window=50, image_max_pixels=4096, image_max_bytes=2048)
+
+
+def service(settings: Settings, **kwargs: Any) -> tuple[SearchService, FakeEngine]:
+    engine = FakeEngine(kwargs.pop("records", RECORDS), kwargs.pop("lists", LISTS))
+    return SearchService(settings, engine, kwargs.pop("encoders", encoders())), engine  # type: ignore[arg-type]
+
+
+def png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_client_side_fusion_is_one_msearch_with_a_facet_request(settings: Settings) -> None:
+    svc, engine = service(settings)
+    response = svc.search(SearchQuery(text="red coat", filters=Filters(colour="red")))
+    assert [kind for kind, _ in engine.calls] == ["msearch"]
+    bodies = engine.calls[0][1]
+    assert len(bodies) == 3  # bm25, text_knn, facets
+    assert [b["size"] for b in bodies] == [50, 50, 0]
+    colour = {"term": {"colour.keyword": "red"}}
+    assert bodies[0]["query"]["bool"]["filter"] == [colour]
+    assert bodies[1]["query"]["knn"]["text_vector"]["filter"] == colour
+    assert bodies[1]["query"]["knn"]["text_vector"]["k"] == 50
+    assert response.total == 321 and response.total_relation == "eq"
+    assert response.facets is not None and response.facets["category"] == [{"value": "Jackets", "count": 12}]
+    assert response.facets["price"] == [{"value": "under 25", "from": None, "to": 25.0, "count": 3}]
+    assert set(response.retrievers) == {"bm25", "text_knn"}
+    assert response.retrievers["bm25"]["hits"] == 50
+    assert {"encode_ms", "engine_ms", "fusion_ms", "total_ms"} <= set(response.timings)
+    assert response.hits[0].fields == {"id": "b000", "title": "title b000"}
+
+
+def test_without_facets_there_is_no_facet_request_and_the_total_is_a_lower_bound(settings: Settings) -> None:
+    svc, engine = service(settings)
+    response = svc.search(SearchQuery(text="red coat", facets=False))
+    assert len(engine.calls[0][1]) == 2
+    assert response.facets is None
+    assert (response.total, response.total_relation) == (response.available, "gte")
+    assert response.available == 90  # the windows: 50 BM25 hits, and 40 kNN hits BM25 did not return
+
+
+def test_pages_continue_each_other_and_never_repeat(settings: Settings) -> None:
+    svc, _ = service(settings)
+    for method in ("linear", "rrf"):
+        whole = svc.search(SearchQuery(text="coat", fusion=method, size=50))
+        pages = [svc.search(SearchQuery(text="coat", fusion=method, page=p, size=10)) for p in range(1, 6)]
+        ids = [h.id for page in pages for h in page.hits]
+        assert ids == [h.id for h in whole.hits]
+        assert len(set(ids)) == 50
+        assert [h.rank for page in pages for h in page.hits] == list(range(1, 51))
+
+
+def test_page_beyond_the_default_window_is_refused(settings: Settings) -> None:
+    svc, engine = service(settings)
+    with pytest.raises(ValidationError) as info:
+        svc.search(SearchQuery(text="coat", page=6, size=10))
+    assert info.value.field == "page"
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "normaliser"), [("linear", "minmax"), ("linear", "zscore"), ("rrf", "minmax")]
+)
+def test_explain_adds_up_to_the_score(settings: Settings, method: str, normaliser: str) -> None:
+    svc, _ = service(settings)
+    response = svc.search(
+        SearchQuery(text="coat", fusion=method, normaliser=normaliser, explain=True, weights={"bm25": 0.7})
+    )
+    for hit in response.hits:
+        assert hit.explain is not None and set(hit.explain) == {"bm25", "text_knn"}
+        assert hit.score == math.fsum(c["weighted"] for c in hit.explain.values())
+        assert set(hit.explain["bm25"]) == {"raw_score", "rank", "normalised", "weighted"}
+    assert response.fusion["weights"] == {"bm25": 0.7, "text_knn": 0.5}
+    no_explain = svc.search(SearchQuery(text="coat", fusion=method))
+    assert all(h.explain is None for h in no_explain.hits)
+
+
+def test_native_is_one_engine_request_paged_by_the_engine(settings: Settings) -> None:
+    svc, engine = service(settings)
+    response = svc.search(SearchQuery(text="coat", fusion="native", page=2, size=5, explain=True))
+    assert [kind for kind, _ in engine.calls] == ["search"]
+    body = engine.calls[0][1][0]
+    assert (body["from"], body["size"]) == (5, 5)
+    should = body["query"]["bool"]["should"]
+    assert should[0]["multi_match"]["boost"] == 0.5
+    assert should[1]["knn"]["text_vector"]["boost"] == 0.5
+    assert "aggs" in body
+    assert [h.rank for h in response.hits] == [6, 7, 8, 9, 10]
+    hit = response.hits[0]
+    assert hit.explain == {
+        "native": {"raw_score": hit.score, "rank": 6, "normalised": None, "weighted": hit.score}
+    }
+
+
+def test_each_encoder_runs_once_and_the_fused_vector_combines_text_and_image(settings: Settings) -> None:
+    encs = encoders()
+    svc, engine = service(settings, encoders=encs)
+    response = svc.search(SearchQuery(text="red coat", image=png(20, 10)))
+    assert set(response.retrievers) == {"bm25", "text_knn", "image_knn", "colour_knn", "fused_knn"}
+    assert [e.calls for e in encs.values()] == [1, 1, 1]
+    bodies = engine.calls[0][1]
+    fused = next(b for b in bodies if "fused_vector" in str(b.get("query", {}).get("knn", {})))
+    vector = np.array(fused["query"]["knn"]["fused_vector"]["vector"])
+    text = encs["text"].embed_query("red coat")
+    assert vector.shape == (14,)
+    assert np.allclose(vector[:8], math.sqrt(0.5) * text, atol=1e-6)
+    assert math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-5)
+    assert {"image_decode", "text", "image", "colour"} <= set(response.timings["encode"])
+
+
+def test_vector_records_are_read_once_and_cached(settings: Settings) -> None:
+    svc, engine = service(settings)
+    for _ in range(3):
+        svc.search(SearchQuery(text="coat"))
+    assert engine.record_reads == 1
+
+
+def test_an_encoder_other_than_the_indexed_one_is_refused(settings: Settings) -> None:
+    records = {**RECORDS, "text_vector": {"encoder": "minilm", "version": "abc", "dim": 8}}
+    svc, engine = service(settings, records=records)
+    with pytest.raises(EncoderMismatchError, match="text_vector"):
+        svc.search(SearchQuery(text="coat"))
+    assert engine.calls == []
+
+
+def test_text_only_index_answers_text_and_refuses_images(settings: Settings) -> None:
+    records = {"text_vector": RECORDS["text_vector"]}
+    svc, _ = service(settings, records=records, encoders={"text": FakeEncoder("fake-text", "text", 8)})
+    assert set(svc.search(SearchQuery(text="coat")).retrievers) == {"bm25", "text_knn"}
+    with pytest.raises(ValidationError, match="no retriever can answer"):
+        svc.search(SearchQuery(image=png(8, 8)))
+
+
+def test_oversized_and_bad_query_images_are_refused(settings: Settings) -> None:
+    from PIL import Image
+
+    svc, engine = service(settings)
+    cases = [
+        (png(100, 100), "too many pixels"),  # 10,000 > image_max_pixels 4096
+        (Image.new("RGB", (100, 100)), "too many pixels"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 3000, "too large"),  # > image_max_bytes 2048
+        (b"<html>not an image</html>", "unsupported format"),
+    ]
+    for image, message in cases:
+        with pytest.raises(ValidationError, match=message) as info:
+            svc.search(SearchQuery(image=image))
+        assert info.value.field == "image"
+    assert engine.calls == []
+
+
+def test_a_pil_query_image_is_converted_to_rgb(settings: Settings) -> None:
+    from PIL import Image
+
+    svc, _ = service(settings)
+    response = svc.search(SearchQuery(image=Image.new("L", (30, 20))))
+    assert set(response.retrievers) == {"image_knn", "colour_knn"}
+
+
+def test_response_to_dict_is_json_ready(settings: Settings) -> None:
+    import json
+
+    svc, _ = service(settings)
+    data = svc.search(SearchQuery(text="coat", explain=True, size=2)).to_dict()
+    assert set(data) == {
+        "hits", "total", "total_relation", "page", "size", "available", "fusion", "retrievers", "facets", "timings",
+    }  # fmt: skip
+    json.dumps(data)
+    assert set(data["hits"][0]) == {"id", "rank", "score", "fields", "explain"}
