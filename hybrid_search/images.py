@@ -11,7 +11,7 @@
     4. decoding; truncated or corrupt data is refused (PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES``
        is not touched: with its default ``False``, a truncated file raises);
     5. EXIF orientation applied (``ImageOps.exif_transpose``), transparency flattened onto white (catalogue
-       backgrounds), converted to RGB.
+       backgrounds), 16-bit greyscale scaled to 8 bits, converted to RGB.
 
 :func:`fetch_image_url` downloads image bytes from an untrusted URL without becoming an SSRF proxy:
     * ``http``/``https`` only, no credentials in the URL;
@@ -202,8 +202,11 @@ def load_image(
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited onto white."""
+    """RGB, with any transparency composited onto white and 16-bit greyscale scaled (not clipped) to 8 bits."""
     from PIL import Image as PILImage
+
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):  # 16-bit greyscale PNG
+        return image.convert("I").point(lambda value: value * (1 / 257)).convert("L").convert("RGB")
 
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode == "P" and "transparency" in image.info

@@ -69,6 +69,7 @@ class ClipModel:
         self._config: dict[str, Any] | None = None
         self._version: str | None = None
         self._loaded = LazyModel(self._load, f"CLIP model {self.name!r}")
+        self.tokenizer_lock = threading.Lock()
 
     @property
     def folder(self) -> Path:
@@ -156,9 +157,10 @@ class ClipTextEncoder(BatchedEncoder[str]):
     def _embed_batch(self, items: list[str]) -> NDArray[Any]:
         torch = import_torch()
         loaded = self.clip.get()
-        tokens = loaded.tokenizer(
-            items, padding=True, truncation=True, max_length=loaded.max_length, return_tensors="pt"
-        )
+        with self.clip.tokenizer_lock:  # fast tokenizers have raised "Already borrowed" when shared
+            tokens = loaded.tokenizer(
+                items, padding=True, truncation=True, max_length=loaded.max_length, return_tensors="pt"
+            )
         tokens = {key: value.to(loaded.device) for key, value in tokens.items()}
         with torch.inference_mode():
             features = _features(loaded.model.get_text_features(**tokens))

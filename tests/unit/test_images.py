@@ -185,6 +185,19 @@ def test_webp_and_grayscale_jpeg_load_as_rgb() -> None:
     assert (webp.mode, webp.size, webp.getpixel((5, 5))) == ("RGB", (12, 10), (0, 200, 0))
 
 
+def test_16_bit_greyscale_png_is_scaled_not_clipped() -> None:
+    ramp = Image.new("I;16", (4, 1))
+    for x, value in enumerate((0, 257 * 64, 257 * 128, 65535)):
+        ramp.putpixel((x, 0), value)
+    loaded = load_image(_encode(ramp, "PNG"))
+    assert [loaded.getpixel((x, 0)) for x in range(4)] == [
+        (0, 0, 0),
+        (64, 64, 64),
+        (128, 128, 128),
+        (255, 255, 255),
+    ]
+
+
 def test_a_png_named_jpeg_is_decoded_by_what_it_is(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(_encode(Image.new("RGB", (5, 5), (1, 2, 3)), "PNG"))
