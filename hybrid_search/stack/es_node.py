@@ -267,7 +267,7 @@ class ElasticsearchNode:
         """Until cluster health is yellow or green; a node that exits raises with the end of its log."""
         deadline = time.monotonic() + self.start_timeout_s
         while True:
-            if self.pid() is None:
+            if read_pid(self._pid_file, None) is None:  # just spawned: its command line may read empty yet
                 raise StackError(
                     f"engine {NODE_NAME} exited while starting; last lines of {self.log_path}:\n{tail(self.log_path)}"
                 )

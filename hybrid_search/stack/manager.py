@@ -231,7 +231,7 @@ class Stack:
         port = nodes[0]["http"]
         while True:
             for node in nodes:
-                if self._node_pid(node["name"]) is None:
+                if read_pid(self.run_dir / f"{node['name']}.pid", None) is None:  # just spawned: see read_pid
                     log_path = self.logs_dir / f"{node['name']}.log"
                     raise StackError(
                         f"engine {node['name']} exited while starting; last lines of {log_path}:\n{tail(log_path)}"

@@ -62,12 +62,22 @@ def pid_alive(pid: int, marker: str) -> bool:
     return marker in cmdline and state != "Z"
 
 
-def read_pid(path: Path, marker: str) -> int | None:
-    """The pid in ``path`` if that process is alive and is ours (``marker``), else None."""
+def read_pid(path: Path, marker: str | None) -> int | None:
+    """The pid in ``path`` if that process is alive and is ours (``marker`` in its command line), else None.
+
+    ``marker=None`` only checks that the process exists and is not a zombie: for a process spawned a moment ago,
+    whose ``/proc/<pid>/cmdline`` reads empty until its ``exec`` has finished.
+    """
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+    if marker is None:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+        return pid if state != "Z" else None
     return pid if pid_alive(pid, marker) else None
 
 

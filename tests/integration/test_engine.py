@@ -303,6 +303,32 @@ def test_rewriting_is_idempotent_and_delete_removes(engine: SearchEngine, loaded
     assert engine.get_document(loaded, "mj01") is None
 
 
+def test_get_fields_returns_only_the_asked_fields_of_existing_documents(
+    engine: SearchEngine, loaded: str
+) -> None:
+    found = engine.get_fields(loaded, ["mj01", "nope", "wb01"], ["title", "price"])
+    assert found == {
+        "mj01": {"title": "Beaumont Summit Kit jacket", "price": 42.0},
+        "wb01": {"title": "Sprite Yoga Strap", "price": 14.0},
+    }
+
+
+def test_partial_upsert_keeps_the_fields_it_does_not_send(engine: SearchEngine, loaded: str) -> None:
+    result = engine.bulk_write(
+        loaded,
+        [{"id": "mj01", "price": 39.5}, {"id": "new1", "title": "Gift card", "price": 10.0}],
+        partial=True,
+        refresh=True,
+    )
+    assert (result.written, result.errors) == (2, [])
+    mj01 = engine.get_document(loaded, "mj01")
+    assert mj01 is not None and mj01["price"] == 39.5 and mj01["title"] == "Beaumont Summit Kit jacket"
+    assert mj01["text_vector"] == [1.0, 0.0, 0.0, 0.0]  # the stored vector is kept
+    assert engine.get_document(loaded, "new1") == {"id": "new1", "title": "Gift card", "price": 10.0}
+    near_mj01 = KnnClause("text_vector", (1.0, 0.0, 0.0, 0.0), k=1)
+    assert ids(engine.search(loaded, SearchRequest(knn=(near_mj01,), size=1))) == ["mj01"]
+
+
 def test_missing_index_is_a_clear_error(engine: SearchEngine) -> None:
     with pytest.raises(IndexNotFoundError, match="does not exist"):
         engine.bulk_write("no-such-alias", PRODUCTS, vector_sources=SOURCES)

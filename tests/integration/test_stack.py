@@ -1,4 +1,5 @@
-"""The local stack command: status of up and down components, idempotent up/down, the three-node cluster."""
+"""The local stack command: status of up and down components, idempotent up/down, the three-node cluster, and the
+Elasticsearch node (`stack up --engine elasticsearch`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hybrid_search.errors import StackError
 from hybrid_search.settings import Settings, load_settings
 from hybrid_search.stack import Stack
+from hybrid_search.stack.es_node import LAUNCHER_CLASS
+from hybrid_search.stack.process import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +40,25 @@ def cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture
+def es_stack(settings: Settings) -> Stack:
+    """The running stack, which must hold an Elasticsearch node (CI starts both engines; locally: skip)."""
+    stack = Stack(settings)
+    if stack.es.pid() is None or not stack.es.status().up:
+        message = (
+            f"the local stack has no Elasticsearch node up at {stack.es.address}; "
+            "start it with `hybrid-search stack up --engine elasticsearch`"
+        )
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return stack
 
 
 def test_status_of_the_running_stack(settings: Settings) -> None:
@@ -60,6 +83,73 @@ def test_engine_answers_as_opensearch_with_the_knn_plugin(settings: Settings) ->
     assert root["version"]["number"].startswith("2.19.")
     plugins = httpx.get(f"http://127.0.0.1:{settings.stack_http_port}/_cat/plugins", timeout=5).text
     assert "org.opensearch.knn.plugin.KNNPlugin" in plugins
+
+
+def test_elasticsearch_node_of_the_running_stack(es_stack: Stack) -> None:
+    rows = {s.name: s for s in es_stack.status()}
+    es = rows["engine es-node-1"]
+    assert es.up and es.pid is not None, es
+    assert es.detail.startswith("elasticsearch 8.19."), es
+    root = httpx.get(f"{es.address}/", timeout=5)
+    assert (
+        root.headers["x-elastic-product"] == "Elasticsearch"
+    )  # what the Python client's product check reads
+    assert root.json()["version"]["number"].startswith("8.19.")
+    nodes = httpx.get(f"{es.address}/_nodes/plugins", timeout=5).json()["nodes"]
+    modules = {m["name"] for node in nodes.values() for m in node["modules"]}
+    assert modules == {"transport-netty4", "hybrid-search-analysis", "hybrid-search-root"}
+    said: list[str] = []
+    Stack(es_stack.settings, echo=said.append).up(engine="elasticsearch", redis=False)
+    assert "engine es-node-1 already up on 127.0.0.1:" in " ".join(said), said
+
+
+def test_elasticsearch_node_up_status_down_in_a_separate_stack(tmp_path: Path) -> None:
+    """A fresh stack folder: Maven builds the node, it starts, answers, stops; up and down are idempotent."""
+    settings = load_settings(
+        stack_dir=tmp_path, stack_http_port=free_port(), stack_redis_port=free_port(), stack_heap="384m"
+    )
+    http, transport = free_port(), free_port()
+    stack = Stack(settings, es_http_port=http, es_transport_port=transport)
+    try:
+        rows = {s.name: s for s in stack.up(engine="elasticsearch", redis=False)}
+        assert "engine node-1" not in rows  # OpenSearch was not asked for
+        es = rows["engine es-node-1"]
+        assert (es.up, es.address) == (True, f"http://127.0.0.1:{http}")
+        assert es.detail.startswith("elasticsearch 8.19.")
+        assert (tmp_path / "logs" / "es-node-1.log").exists()
+        state = json.loads((tmp_path / "stack.json").read_text())
+        assert state["engines"] == ["elasticsearch"]
+        assert state["elasticsearch"] == {"http_port": http, "transport_port": transport}
+        # a Stack built without ports finds them in stack.json (this is what `stack status` does)
+        again = {s.name: s for s in Stack(settings).status()}
+        assert again["engine es-node-1"].up and again["engine es-node-1"].pid == es.pid
+    finally:
+        stack.down()
+    env = {
+        "HYBRID_SEARCH_STACK_DIR": str(tmp_path),
+        "HYBRID_SEARCH_STACK_HTTP_PORT": str(settings.stack_http_port),
+        "HYBRID_SEARCH_STACK_REDIS_PORT": str(settings.stack_redis_port),
+    }
+    done = cli("stack", "status", "--json", env=env)
+    assert done.returncode == 3
+    assert [(c["name"], c["up"]) for c in json.loads(done.stdout)] == [
+        ("engine node-1", False),
+        ("redis", False),
+    ]
+    assert es.pid is not None and not pid_alive(es.pid, LAUNCHER_CLASS)  # (a zombie until pytest reaps it)
+    assert {s.name: s for s in Stack(settings).down()}["engine node-1"].detail == "not running"  # idempotent
+
+
+def test_elasticsearch_ports_must_not_clash_with_the_stack(tmp_path: Path) -> None:
+    port = free_port()
+    settings = load_settings(stack_dir=tmp_path, stack_http_port=port, stack_redis_port=free_port())
+    with pytest.raises(StackError, match=f"Elasticsearch ports {port}/9500 clash"):
+        Stack(settings, es_http_port=port).up(engine="both", redis=False)
+    done = cli("stack", "up", "--engine", "solr", env={"HYBRID_SEARCH_STACK_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip() == "error: unknown engine 'solr'; expected one of opensearch, elasticsearch, both"
+    )
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -90,10 +180,12 @@ def test_down_and_up_components_in_a_separate_stack(tmp_path: Path) -> None:
     ]
 
 
-def test_missing_tools_are_named_with_how_to_install(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+def test_missing_tools_are_named_with_how_to_install(tmp_path: Path, engine: str) -> None:
     env = {"PATH": str(tmp_path), "HYBRID_SEARCH_STACK_DIR": str(tmp_path / "s"),
-           "HYBRID_SEARCH_STACK_HTTP_PORT": str(free_port()), "HYBRID_SEARCH_STACK_REDIS_PORT": str(free_port())}  # fmt: skip
-    done = cli("stack", "up", env=env)
+           "HYBRID_SEARCH_STACK_HTTP_PORT": str(free_port()), "HYBRID_SEARCH_STACK_REDIS_PORT": str(free_port()),
+           "HYBRID_SEARCH_STACK_ES_HTTP_PORT": str(free_port())}  # fmt: skip
+    done = cli("stack", "up", "--engine", engine, env=env)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: java not found on PATH: install Java 17+ (a JDK: the launcher runs as a single-file source "
