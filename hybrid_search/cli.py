@@ -77,14 +77,14 @@ def stack_up(
     es_http_port: Annotated[
         int | None,
         typer.Option(
-            envvar="HYBRID_SEARCH_STACK_ES_HTTP_PORT", help="Elasticsearch HTTP port [default: 9400]."
+            envvar="HYBRID_SEARCH_STACK_ES_HTTP_PORT", help="Elasticsearch HTTP port (default 9400)."
         ),
     ] = None,
     es_transport_port: Annotated[
         int | None,
         typer.Option(
             envvar="HYBRID_SEARCH_STACK_ES_TRANSPORT_PORT",
-            help="Elasticsearch transport port [default: 9500].",
+            help="Elasticsearch transport port (default 9500).",
         ),
     ] = None,
     as_json: JsonOpt = False,
