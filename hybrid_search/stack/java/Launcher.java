@@ -34,6 +34,9 @@ public class Launcher {
         String managers = opts.getOrDefault("initial-managers", "");
 
         OpenSearchRunner runner = new OpenSearchRunner();
+        // the runner probes ports from --http-port up to its maximum (default 9299: any higher port "is
+        // unavailable") and silently moves on to the next free one; exactly the port asked for, or a clear error
+        runner.setMaxHttpPort(Integer.parseInt(httpPort));
         runner.onBuild((number, settings) -> {
             settings.put("node.name", nodeName);
             settings.put("network.host", host);
