@@ -18,7 +18,8 @@ hypotheses (CTranslate2's ``num_hypotheses``). Hypotheses that differ only in ca
 each keeps its score, the average log-probability per token.
 
 **Biasing**: faster-whisper's ``hotwords`` (a prompt of words the model is told to expect) built from the live
-index: its category names, colours and the most frequent words of its product titles, read with one size-0
+index: its category names, colours, the commonest last words of its product titles (what the products are:
+"hoodie", "bottle") and the most frequent title words, read with one size-0
 aggregation request through the engine adapter (:func:`catalogue_vocabulary`). On espeak-ng speech tiny.en
 hears "water bottle" as "Welcome, Otto" without it and "water bottle" with it.
 
@@ -196,17 +197,18 @@ def decode_audio(data: bytes, *, max_seconds: float = 15.0) -> Audio:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Words the recogniser is told to expect: category names, colours, frequent title words."""
+    """Words the recogniser is told to expect: category names, colours, product nouns, frequent title words."""
 
     categories: tuple[str, ...] = ()
     colours: tuple[str, ...] = ()
+    nouns: tuple[str, ...] = ()
     words: tuple[str, ...] = ()
 
     def hotwords(self, max_chars: int = MAX_HOTWORD_CHARS) -> str | None:
         """The hotwords prompt: ``"Hoodies, Jackets, red, blue, hoodie, yoga, ..."``, capped at ``max_chars``."""
         seen: set[str] = set()
         terms: list[str] = []
-        for term in (*self.categories, *self.colours, *self.words):
+        for term in (*self.categories, *self.colours, *self.nouns, *self.words):
             key = term.lower()
             if key not in seen:
                 seen.add(key)
@@ -220,18 +222,40 @@ class Vocabulary:
         return out or None
 
     def as_dict(self) -> dict[str, list[str]]:
-        return {"categories": list(self.categories), "colours": list(self.colours), "words": list(self.words)}
+        return {
+            "categories": list(self.categories),
+            "colours": list(self.colours),
+            "nouns": list(self.nouns),
+            "words": list(self.words),
+        }
+
+
+def _words(title: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]*[A-Za-z]", title)]
+
+
+def _top(counts: Counter[str], limit: int) -> list[str]:
+    return [w for w, _n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
 
 
 def title_words(titles: Mapping[str, int], limit: int) -> list[str]:
     """The ``limit`` most frequent words of product titles (``{title: documents}``), stop words and numbers out."""
     counts: Counter[str] = Counter()
     for title, docs in titles.items():
-        words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]*[A-Za-z]", title)}
-        for word in words:
+        for word in set(_words(title)):
             if len(word) >= 3 and word not in _STOPWORDS:
                 counts[word] += int(docs)
-    return [w for w, _n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+    return _top(counts, limit)
+
+
+def title_nouns(titles: Mapping[str, int], limit: int) -> list[str]:
+    """The most frequent last words of product titles: what products are ("hoodie", "bottle", "tank")."""
+    counts: Counter[str] = Counter()
+    for title, docs in titles.items():
+        words = [w for w in _words(title) if len(w) >= 3 and w not in _STOPWORDS]
+        if words:
+            counts[words[-1]] += int(docs)
+    return _top(counts, limit)
 
 
 def vocabulary_request(titles: int = 2000, categories: int = 100, colours: int = 40) -> Any:
@@ -260,8 +284,10 @@ def catalogue_vocabulary(engine: SearchEngine, index: str, *, words: int = 40) -
 
     categories = [k for k, _n in keys("categories") if k.strip()]
     colours = [k for k, _n in keys("colours") if k.strip()]
-    frequent = title_words(dict(keys("titles")), words) if words else []
-    return Vocabulary(tuple(categories), tuple(colours), tuple(frequent))
+    titles = dict(keys("titles"))
+    frequent = title_words(titles, words) if words else []
+    nouns = title_nouns(titles, words) if words else []
+    return Vocabulary(tuple(categories), tuple(colours), tuple(nouns), tuple(frequent))
 
 
 # ------------------------------------------------------------------------------------------------ recognition

@@ -14,6 +14,7 @@ never to the client).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -105,8 +106,15 @@ def error_response(exc: BaseException) -> JSONResponse:
     return JSONResponse(error_body(status, code, message, field), status_code=status, headers=headers)
 
 
+_TYPE_TAGS = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[a-z-]+\[.*\])$")
+
+
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "form", "header")]
+    """``("body", "filters", "colour", "str")`` -> ``"filters.colour"`` (no places, no union member tags)."""
+    parts = [str(p) for p in loc[1:] if not _TYPE_TAGS.match(str(p))] if loc else []
+    if loc and loc[0] not in ("body", "query", "path", "form", "header"):
+        parts.insert(0, str(loc[0]))
+    parts = [p for p in parts if not p.isdigit() or len(parts) > 1]
     return ".".join(parts) or "body"
 
 

@@ -1,0 +1,195 @@
+"""Voice input without a model or services: format sniffing, decoding and its refusals, the vocabulary, choosing.
+
+Audio files are made here with PyAV (the library faster-whisper decodes with) from a synthetic tone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+
+import numpy as np
+import pytest
+
+from hybrid_search.errors import ValidationError
+
+av = pytest.importorskip("av", reason="the voice extra (faster-whisper, PyAV) is not installed")
+
+from hybrid_search.voice import (  # noqa: E402
+    AUDIO_FORMATS,
+    SAMPLE_RATE,
+    Alternative,
+    Transcript,
+    Vocabulary,
+    choose_transcript,
+    decode_audio,
+    normalise_transcript,
+    sniff_audio,
+    title_nouns,
+    title_words,
+    vocabulary_request,
+)
+
+pytestmark = pytest.mark.unit
+
+# container, codec, sample rate of the encoder
+FORMATS = {
+    "wav": ("wav", "pcm_s16le", 16_000),
+    "mp3": ("mp3", "libmp3lame", 16_000),
+    "ogg": ("ogg", "libopus", 48_000),
+    "webm": ("webm", "libopus", 48_000),
+    "flac": ("flac", "flac", 16_000),
+    "mp4": ("ipod", "aac", 16_000),
+}
+
+
+def tone(seconds: float, amplitude: float = 0.3, rate: int = 16_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
+
+
+def encode(samples: np.ndarray, kind: str = "wav") -> bytes:
+    container, codec, rate = FORMATS[kind]
+    if rate != 16_000:
+        samples = np.interp(
+            np.arange(len(samples) * rate // 16_000) * 16_000 / rate, np.arange(len(samples)), samples
+        )
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            (np.asarray(samples) * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_every_format_decodes_to_16k_mono(kind: str) -> None:
+    data = encode(tone(1.5), kind)
+    assert sniff_audio(data) == kind
+    audio = decode_audio(data)
+    assert audio.format == kind
+    assert audio.samples.dtype == np.float32
+    assert abs(audio.seconds - 1.5) < 0.15, audio.seconds  # AAC adds a priming frame
+    assert -13 < audio.peak_dbfs < -9  # amplitude 0.3 is -10.5 dBFS
+
+
+def test_formats_cover_what_browsers_record() -> None:
+    assert {"webm", "ogg", "mp4", "wav", "mp3"} <= set(AUDIO_FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"", "empty"),
+        (b"<!doctype html><p>hi</p>", "not WAV"),
+        (b"\x89PNG\r\n\x1a\n" + b"0" * 100, "not WAV"),
+    ],
+)
+def test_non_audio_is_refused_before_decoding(data: bytes, fragment: str) -> None:
+    with pytest.raises(ValidationError, match=fragment) as info:
+        decode_audio(data)
+    assert info.value.field == "audio"
+
+
+def test_corrupt_audio_is_refused() -> None:
+    data = encode(tone(1.0), "ogg")
+    broken = data[:64] + bytes(len(data) - 64)
+    with pytest.raises(ValidationError, match=r"corrupt audio|too short"):
+        decode_audio(broken)
+
+
+def test_silence_is_refused() -> None:
+    with pytest.raises(ValidationError, match="silent"):
+        decode_audio(encode(np.zeros(SAMPLE_RATE * 2, np.float32)))
+    with pytest.raises(ValidationError, match="silent"):
+        decode_audio(encode(tone(2.0, amplitude=0.002)))  # -54 dBFS: room noise, not speech
+
+
+def test_too_long_is_refused_without_decoding_it_all() -> None:
+    data = encode(tone(120.0), "mp3")
+    started = time.perf_counter()
+    with pytest.raises(ValidationError, match="too long: voice queries may last 15 seconds"):
+        decode_audio(data, max_seconds=15.0)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_too_short_is_refused() -> None:
+    with pytest.raises(ValidationError, match="too short"):
+        decode_audio(encode(tone(0.05)))
+
+
+def test_normalised_transcripts() -> None:
+    assert normalise_transcript(" Water bottle, please!") == "water bottle please"
+    assert normalise_transcript("1/2 inch PVC pipe.") == "1 2 inch pvc pipe"
+    assert normalise_transcript("Men's 3.5 oz tee") == "men's 3.5 oz tee"
+
+
+def test_vocabulary_from_titles() -> None:
+    titles = {
+        "Affirm Water Bottle": 1,
+        "Chaz Kangeroo Hoodie": 1,
+        "Teton Pullover Hoodie": 1,
+        "Set of 3 Yoga Straps": 2,
+    }
+    assert title_words(titles, 3) == ["hoodie", "straps", "yoga"]  # ties alphabetical
+    assert title_nouns(titles, 5) == ["hoodie", "straps", "bottle"]
+    vocabulary = Vocabulary(
+        categories=("Hoodies", "Gear"),
+        colours=("red", "Red", "blue"),
+        nouns=("hoodie",),
+        words=("hoodie", "yoga"),
+    )
+    assert vocabulary.hotwords() == "Hoodies, Gear, red, blue, hoodie, yoga"
+    assert vocabulary.hotwords(max_chars=20) == "Hoodies, Gear, red"
+    assert Vocabulary().hotwords() is None
+
+
+def test_vocabulary_request_is_one_aggregation() -> None:
+    request = vocabulary_request()
+    assert (request.size, request.source, request.track_total_hits) == (0, False, False)
+    assert request.aggs == {
+        "categories": {"terms": {"field": "categories", "size": 100}},
+        "colours": {"terms": {"field": "colour.keyword", "size": 40}},
+        "titles": {"terms": {"field": "title.raw", "size": 2000}},
+    }
+
+
+def transcript(*alternatives: tuple[str, float]) -> Transcript:
+    return Transcript(
+        text=alternatives[0][0],
+        alternatives=tuple(Alternative(t, s) for t, s in alternatives),
+        seconds=1.0,
+        no_speech_prob=0.01,
+        biased=True,
+    )
+
+
+def test_the_catalogue_chooses_between_close_hypotheses() -> None:
+    heard = transcript(("rent hoodie", -0.74), ("red hoodie", -0.80))
+    chosen = choose_transcript(heard, [8.0, 27.0])  # the catalogue sells red hoodies
+    assert chosen.text == "red hoodie"
+    assert [a.catalogue_score for a in chosen.alternatives] == [8.0, 27.0]
+    assert [a.text for a in chosen.alternatives] == [
+        "rent hoodie",
+        "red hoodie",
+    ]  # order kept: likeliest first
+
+
+def test_a_much_likelier_hypothesis_keeps_its_place() -> None:
+    heard = transcript(("yoga mat", -0.2), ("yoga match", -1.5))
+    assert choose_transcript(heard, [10.0, 12.0]).text == "yoga mat"
+
+
+def test_nothing_in_the_catalogue_leaves_the_acoustic_order() -> None:
+    heard = transcript(("welcome otto", -1.09), ("water model", -1.38))
+    assert choose_transcript(heard, [0.0, 0.0]).text == "welcome otto"
+    with pytest.raises(ValueError, match="one catalogue score per alternative"):
+        choose_transcript(heard, [1.0])
