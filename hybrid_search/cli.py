@@ -421,7 +421,7 @@ def search(
 ) -> None:
     """Hybrid search: BM25 + kNN (text, photo, colour, fused, CLIP), fused into one ranking."""
     from hybrid_search.engine import create_engine
-    from hybrid_search.search import SearchService, search_encoders
+    from hybrid_search.search import SearchService, apply_search_threads, search_encoders
     from hybrid_search.search.console import build_query, read_image_file, render
 
     settings = get_settings()
@@ -431,6 +431,7 @@ def search(
         rank_constant=rank_constant, rank_window=rank_window, page=page, size=size, explain=explain,
         facets=facets,
     )  # fmt: skip
+    apply_search_threads(settings)
     with create_engine(settings) as engine:
         response = SearchService(settings, engine, search_encoders(settings)).search(request, index=index)
     if as_json:

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     fusion_cross_modal_weight: float = Field(
         0.5, ge=0, description="Default weight of each cross-modal (CLIP) kNN retriever."
     )
+    search_torch_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="Torch intra-op threads of a process that serves searches (0: torch's default).",
+    )
 
     # --- queue and ingestion --------------------------------------------------------------------------
     redis_url: str = Field(

@@ -20,7 +20,7 @@ from hybrid_search.search.query import (
     SearchQuery,
 )
 from hybrid_search.search.response import SearchHit, SearchResponse
-from hybrid_search.search.service import SearchService, search_encoders
+from hybrid_search.search.service import SearchService, apply_search_threads, search_encoders
 
 __all__ = [
     "FUSION_METHODS",
@@ -35,5 +35,6 @@ __all__ = [
     "SearchQuery",
     "SearchResponse",
     "SearchService",
+    "apply_search_threads",
     "search_encoders",
 ]

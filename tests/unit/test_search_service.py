@@ -286,3 +286,17 @@ def test_response_to_dict_is_json_ready(settings: Settings) -> None:
     }  # fmt: skip
     json.dumps(data)
     assert set(data["hits"][0]) == {"id", "rank", "score", "fields", "explain"}
+
+
+def test_search_threads_setting_sets_torch_intra_op_threads() -> None:
+    torch = pytest.importorskip("torch")
+    from hybrid_search.search import apply_search_threads
+
+    before = torch.get_num_threads()
+    try:
+        apply_search_threads(load_settings(search_torch_threads=1))
+        assert torch.get_num_threads() == 1
+        apply_search_threads(load_settings(search_torch_threads=0))  # 0 leaves it as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
