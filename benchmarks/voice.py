@@ -6,9 +6,10 @@
 For each query: the typed query is searched (nDCG@10 typed); the query is spoken by ``espeak-ng`` into a WAV,
 decoded and transcribed with the configured faster-whisper model (default Whisper tiny.en), once without and
 once with the catalogue biasing (hotwords from the index's categories, colours and title words), and each
-transcript is searched the same way (nDCG@10 by voice). Two ways of using the n-best list are reported:
+transcript is searched the same way (nDCG@10 by voice). Three ways of using the n-best list are reported:
 ``top`` searches the recogniser's best hypothesis, ``catalogue`` the hypothesis the catalogue supports best
-(:func:`hybrid_search.voice.choose_transcript`, what ``POST /search/voice`` does).
+(:func:`hybrid_search.voice.choose_transcript`), ``union`` the chosen hypothesis followed by the other
+hypotheses' extra words (:func:`hybrid_search.voice.search_text`, what ``POST /search/voice`` searches).
 
 Figures: word error rate of the searched transcript against the query (words as
 :func:`hybrid_search.voice.normalise_transcript` writes them), nDCG@10 typed and by voice, and their ratio
@@ -48,6 +49,7 @@ from hybrid_search.voice import (  # noqa: E402
     choose_transcript,
     decode_audio,
     normalise_transcript,
+    search_text,
 )
 
 
@@ -121,7 +123,14 @@ def main() -> None:
         query = SearchQuery(text=text, size=10, facets=False)
         return [h.id for h in service.search(query, index=index).hits]
 
-    configs = ("plain/top", "plain/catalogue", "biased/top", "biased/catalogue")
+    configs = (
+        "plain/top",
+        "plain/catalogue",
+        "plain/union",
+        "biased/top",
+        "biased/catalogue",
+        "biased/union",
+    )
     errors = dict.fromkeys(configs, 0)
     words = 0
     scores: dict[str, list[float]] = {c: [] for c in ("typed", *configs)}
@@ -142,7 +151,8 @@ def main() -> None:
                 asr_ms.append((time.perf_counter() - t) * 1000)
                 texts = [a.text for a in transcript.alternatives]
                 chosen = choose_transcript(transcript, catalogue_scores(engine, index, texts))
-                for how, heard in (("top", transcript.text), ("catalogue", chosen.text)):
+                union = search_text(chosen)
+                for how, heard in (("top", transcript.text), ("catalogue", chosen.text), ("union", union)):
                     config = f"{bias}/{how}"
                     wrong, _count = word_errors(reference, heard)
                     errors[config] += wrong

@@ -511,6 +511,18 @@ def choose_transcript(
     )
 
 
+def search_text(transcript: Transcript) -> str:
+    """What a voice query searches for: the chosen hypothesis, then the words only the other hypotheses heard.
+
+    BM25 ``or``-matches every word, so a word the recogniser was unsure of still finds its products, while the
+    chosen hypothesis comes first.
+    """
+    words = transcript.text.split()
+    for alternative in transcript.alternatives:
+        words += [w for w in alternative.text.split() if w not in words]
+    return " ".join(words)
+
+
 class VocabularyCache:
     """:func:`catalogue_vocabulary` per index, refreshed every :data:`VOCABULARY_TTL_S` seconds."""
 
@@ -547,6 +559,7 @@ __all__ = [
     "decode_audio",
     "default_model_path",
     "normalise_transcript",
+    "search_text",
     "sniff_audio",
     "title_words",
     "vocabulary_request",

@@ -343,7 +343,7 @@ def health(request: Request) -> JSONResponse:
         return True, settings.redis_url.rsplit("@", 1)[-1]
 
     def workers() -> tuple[bool, str]:
-        replies = services.celery.control.inspect(timeout=1.0).active_queues() or {}
+        replies = services.celery.control.inspect(timeout=2.0).active_queues() or {}
         names = [
             n for n, queues in replies.items() if any(q.get("name") == settings.ingest_queue for q in queues)
         ]

@@ -111,7 +111,7 @@ def resolve_catalogue(catalog: str | None, *, echo: Callable[[str], None] = prin
     return download_sample_data(echo=echo)
 
 
-def workers_on_queue(settings: Settings, timeout_s: float = 1.0) -> list[str]:
+def workers_on_queue(settings: Settings, timeout_s: float = 2.0) -> list[str]:
     """Names of the Celery workers that consume the settings' ingest queue."""
     from hybrid_search.queue import make_celery
 
