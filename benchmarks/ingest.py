@@ -39,13 +39,8 @@ from hybrid_search.catalog import Product, open_catalogue  # noqa: E402
 from hybrid_search.engine import create_engine, definition_from_settings  # noqa: E402
 from hybrid_search.indexing import configured_encoders, encoder_records, product_text  # noqa: E402
 from hybrid_search.ingest.jobs import enqueue_catalogue, wait_for_job  # noqa: E402
+from hybrid_search.queue import WORKER_ENV  # noqa: E402
 from hybrid_search.settings import Settings, load_settings  # noqa: E402
-
-MALLOC_TUNING = {
-    "MALLOC_MMAP_MAX_": "0",
-    "MALLOC_TRIM_THRESHOLD_": "100000000000",
-    "MALLOC_TOP_PAD_": "1000000000",
-}
 
 
 def products(path: Path, limit: int | None = None) -> list[Product]:
@@ -154,7 +149,7 @@ def main() -> None:
         [{**p.to_input(luma), "id": f"warm-{p.id}"} for p in photo[:16]], tmp / "warm.jsonl"
     )
 
-    env = {**os.environ, **MALLOC_TUNING, "HYBRID_SEARCH_INGEST_QUEUE": queue,
+    env = {**os.environ, **WORKER_ENV, "HYBRID_SEARCH_INGEST_QUEUE": queue,
            "HYBRID_SEARCH_IMAGE_ROOTS": json.dumps([str(luma)])}  # fmt: skip
     log = tmp / "worker.log"
     with log.open("wb") as out:

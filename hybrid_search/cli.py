@@ -20,7 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stack_app = typer.Typer(help="The local stack: OpenSearch + k-NN (from Maven Central) and Redis, no Docker.")
+stack_app = typer.Typer(
+    help="The local stack without Docker: OpenSearch + k-NN and/or Elasticsearch (Maven Central), Redis, a worker."
+)
 index_app = typer.Typer(help="Versioned product indices behind the alias.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(index_app, name="index")
@@ -87,13 +89,21 @@ def stack_up(
             help="Elasticsearch transport port (default 9500).",
         ),
     ] = None,
+    workers: Annotated[
+        bool | None,
+        typer.Option("--workers/--no-workers", help="Start an ingestion worker too (default: if installed)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the engine node(s) and Redis (idempotent) and wait until they answer."""
+    """Start the engine node(s), Redis and a worker (idempotent) and wait until they answer."""
+    import importlib.util
+
     from hybrid_search.stack import Stack
 
+    if workers is None:
+        workers = all(importlib.util.find_spec(m) is not None for m in ("celery", "torch"))
     stack = Stack(get_settings(), echo=_echo, es_http_port=es_http_port, es_transport_port=es_transport_port)
-    _print_status(list(stack.up(nodes=nodes, engine=engine)), as_json)
+    _print_status(list(stack.up(nodes=nodes, engine=engine, workers=workers)), as_json)
 
 
 @stack_app.command("down")
@@ -371,16 +381,12 @@ def workers(
     import os
 
     settings = get_settings()
-    env_needed = {
-        "MALLOC_MMAP_MAX_": "0",
-        "MALLOC_TRIM_THRESHOLD_": "100000000000",
-        "MALLOC_TOP_PAD_": "1000000000",
-    }
-    if any(k not in os.environ for k in env_needed) and os.environ.get("HYBRID_SEARCH_KEEP_MALLOC") != "1":
-        # glibc reads these at start-up only: re-exec with them (see hybrid_search/encoders/image.py)
-        os.execvpe(  # noqa: S606 - re-runs this same command with the allocator settings
-        sys.executable, [sys.executable, "-m", "hybrid_search.cli", *sys.argv[1:]],
-                   {**env_needed, **os.environ})  # fmt: skip
+    from hybrid_search.queue import WORKER_ENV
+
+    if any(k not in os.environ for k in WORKER_ENV) and os.environ.get("HYBRID_SEARCH_KEEP_MALLOC") != "1":
+        # glibc reads these at start-up only: re-exec this same command with them
+        command = [sys.executable, "-m", "hybrid_search.cli", *sys.argv[1:]]
+        os.execvpe(sys.executable, command, {**WORKER_ENV, **os.environ})  # noqa: S606
     from workers.app import app as celery_app
 
     argv = ["worker", f"--concurrency={concurrency or settings.worker_concurrency}",

@@ -159,7 +159,7 @@ class Stack:
                 [mvn, "-B", "-q", "-f", pom, "dependency:build-classpath", "-Dmdep.excludeTypes=zip",
                  f"-Dmdep.outputFile={cp_file}"],
                 [mvn, "-B", "-q", "-f", pom, "dependency:unpack-dependencies", "-Dmdep.includeTypes=zip",
-                 f"-DoutputDirectory={knn_dir}"],
+                 f"-DoutputDirectory={knn_dir}", f"-DmarkersDirectory={knn_dir / '.markers'}"],
             ]  # fmt: skip
             for cmd in steps:
                 done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
@@ -320,9 +320,61 @@ class Stack:
             time.sleep(0.1)
         self.echo(f"redis up on 127.0.0.1:{port} (log {self.logs_dir / 'redis.log'})")
 
+    # ---- workers --------------------------------------------------------------------------------------
+
+    WORKER_MARKER = "hybrid_search.cli workers"
+
+    def _worker_pid(self) -> int | None:
+        return read_pid(self.run_dir / "worker.pid", self.WORKER_MARKER)
+
+    def _start_worker(self) -> None:
+        """One ``hybrid-search workers`` process (its own concurrency setting), detached like the engines."""
+        import sys
+
+        from hybrid_search.queue import WORKER_ENV
+
+        if self._worker_pid() is not None:
+            self.echo(f"workers already up on queue {self.settings.ingest_queue}")
+            return
+        try:
+            import celery  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            raise StackError(
+                "workers need the `workers` extra: pip install 'hybrid-search[workers]'"
+            ) from None
+        for folder in (self.logs_dir, self.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / "worker.log"
+        start = log_path.stat().st_size if log_path.exists() else 0
+        cmd = [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info"]
+        pid = spawn_detached(cmd, log_path, env={**WORKER_ENV, **os.environ})
+        (self.run_dir / "worker.pid").write_text(str(pid))
+        deadline = time.monotonic() + 120
+        while True:
+            with log_path.open("rb") as handle:
+                handle.seek(start)
+                if b" ready." in handle.read():
+                    break
+            if read_pid(self.run_dir / "worker.pid", None) is None or time.monotonic() > deadline:
+                raise StackError(f"the worker did not start; last lines of {log_path}:\n{tail(log_path)}")
+            time.sleep(0.3)
+        self.echo(f"workers up on queue {self.settings.ingest_queue} (pid {pid}, log {log_path})")
+
+    def _worker_status(self) -> ComponentStatus:
+        pid = self._worker_pid()
+        detail = (
+            f"celery, queue {self.settings.ingest_queue}, concurrency {self.settings.worker_concurrency}"
+            if pid is not None
+            else "not running"
+        )
+        return ComponentStatus("workers", self.settings.redis_url, pid is not None, detail, pid)
+
     # ---- public ---------------------------------------------------------------------------------------
 
-    def up(self, *, nodes: int = 1, engine: str | bool = True, redis: bool = True) -> list[ComponentStatus]:
+    def up(
+        self, *, nodes: int = 1, engine: str | bool = True, redis: bool = True, workers: bool = False
+    ) -> list[ComponentStatus]:
         """Start what is not running yet and wait until it answers; returns :meth:`status`.
 
         ``engine``: ``"opensearch"`` (or True, the default), ``"elasticsearch"``, ``"both"``, or False for none.
@@ -354,6 +406,8 @@ class Stack:
             self.echo(f"elasticsearch up: {self.es.address}; log {self.es.log_path}")
         if redis:
             self._start_redis()
+        if workers:
+            self._start_worker()
         return self.status()
 
     def down(self, *, engine: str | bool = True, redis: bool = True) -> list[ComponentStatus]:
@@ -374,7 +428,12 @@ class Stack:
             self.es.stop()
         if engines and (self.root / "stack.json").exists():
             self._write_state(engines=[e for e in self._state().get("engines", []) if e not in engines])
-        if redis:
+        if redis:  # the workers go with their broker
+            pid = self._worker_pid()
+            if pid is not None:
+                stop_pid(pid, self.WORKER_MARKER, "workers", self.echo)
+                self.echo("workers stopped")
+            (self.run_dir / "worker.pid").unlink(missing_ok=True)
             pid = self._redis_pid()
             if pid is not None:
                 stop_pid(pid, "redis-server", "redis", self.echo)
@@ -404,6 +463,8 @@ class Stack:
         out.append(
             ComponentStatus("redis", address, up, "answers PING" if up else "not running", self._redis_pid())
         )
+        if (self.run_dir / "worker.pid").exists():
+            out.append(self._worker_status())
         return out
 
 

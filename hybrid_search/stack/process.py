@@ -81,7 +81,7 @@ def read_pid(path: Path, marker: str | None) -> int | None:
     return pid if pid_alive(pid, marker) else None
 
 
-def spawn_detached(cmd: list[str], log_path: Path) -> int:
+def spawn_detached(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
     """Start ``cmd`` in its own session, output appended to ``log_path``; it outlives this process.
 
     ``posix_spawn`` rather than ``Popen``: no handle object is left to warn when it is collected while the server
@@ -93,7 +93,9 @@ def spawn_detached(cmd: list[str], log_path: Path) -> int:
         (os.POSIX_SPAWN_OPEN, 1, str(log_path), flags, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    return os.posix_spawn(cmd[0], cmd, dict(os.environ), file_actions=actions, setsid=True)
+    return os.posix_spawn(
+        cmd[0], cmd, env if env is not None else dict(os.environ), file_actions=actions, setsid=True
+    )
 
 
 def stop_pid(pid: int, marker: str, what: str, echo: Callable[[str], None], timeout_s: float = 60.0) -> None:

@@ -154,18 +154,21 @@ def test_elasticsearch_ports_must_not_clash_with_the_stack(tmp_path: Path) -> No
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_down_and_up_components_in_a_separate_stack(tmp_path: Path) -> None:
-    """A second stack in its own folder: its engine port is unused (down); its Redis goes up, then down."""
+    """A second stack in its own folder: its engine port is unused (down); its Redis and worker go up, then down."""
     settings = load_settings(stack_dir=tmp_path, stack_http_port=free_port(), stack_redis_port=free_port())
     stack = Stack(settings)
     rows = {s.name: s for s in stack.status()}
     assert not rows["engine node-1"].up and rows["engine node-1"].detail == "not running"
     assert not rows["redis"].up
-    rows = {s.name: s for s in stack.up(engine=False)}
+    rows = {s.name: s for s in stack.up(engine=False, workers=True)}
     assert rows["redis"].up and rows["redis"].pid is not None
     assert (tmp_path / "logs" / "redis.log").exists()
     assert not rows["engine node-1"].up
+    assert rows["workers"].up and rows["workers"].detail == "celery, queue ingest, concurrency 1"
+    assert b" ready." in (tmp_path / "logs" / "worker.log").read_bytes()
     rows = {s.name: s for s in stack.down()}
     assert not rows["redis"].up
+    assert "workers" not in rows  # shown only while this stack has one
     stack.down()  # idempotent
     env = {
         "HYBRID_SEARCH_STACK_DIR": str(tmp_path),
