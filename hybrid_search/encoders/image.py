@@ -257,6 +257,8 @@ class EfficientNetLite0Encoder(_TorchImageEncoder):
         """The model's own ImageNet-1k classifier (full forward): ``(n, 1000)`` logits, for sanity checks."""
         torch = import_torch()
         checked = [self._check_item(image, index) for index, image in enumerate(images)]
+        if not checked:
+            return np.zeros((0, 1000), dtype=np.float32)
         batch = self.to_tensor(checked)
         with torch.inference_mode():
             logits = self._model.get().model(batch)
