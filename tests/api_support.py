@@ -194,7 +194,7 @@ def shared_api(request: pytest.FixtureRequest, settings: Settings) -> Shared:
 _SHARED_API: dict[str, Shared] = {}
 
 
-def speak(text: str, path: Path, *, voice: str = "en-us", speed: int = 150) -> Path:
+def speak(text: str, path: Path, *, voice: str = "en", speed: int = 150) -> Path:
     """``text`` spoken by espeak-ng into a WAV file (fails the test when espeak-ng is missing)."""
     try:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True,

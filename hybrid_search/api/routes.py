@@ -160,6 +160,7 @@ def search_voice(
         catalogue_scores,
         choose_transcript,
         decode_audio,
+        search_text,
         sniff_audio,
     )
 
@@ -187,7 +188,7 @@ def search_voice(
         transcript = choose_transcript(transcript, catalogue_scores(services.engine, index, texts))
     transcript.timings["audio_decode_ms"] = decoded_ms
     query = _query(
-        text=transcript.text, filters=base.filters.as_dict() or None, weights=None, fusion=fusion, page=page,
+        text=search_text(transcript), filters=base.filters.as_dict() or None, weights=None, fusion=fusion, page=page,
         size=size, explain=explain,
     )  # fmt: skip
     result: dict[str, Any] = services.search.search(query).to_dict()
