@@ -147,8 +147,8 @@ def test_vocabulary_from_titles() -> None:
         nouns=("hoodie",),
         words=("hoodie", "yoga"),
     )
-    assert vocabulary.hotwords() == "Hoodies, Gear, red, blue, hoodie, yoga"
-    assert vocabulary.hotwords(max_chars=20) == "Hoodies, Gear, red"
+    assert vocabulary.hotwords() == "red, blue, hoodie, Hoodies, Gear, yoga"
+    assert vocabulary.hotwords(max_chars=20) == "red, blue, hoodie"
     assert Vocabulary().hotwords() is None
 
 
