@@ -87,13 +87,17 @@
     return filters;
   }
 
+  function label(value) {
+    return value.charAt(0).toUpperCase() + value.slice(1);
+  }
+
   function fillSelect(select, buckets, anyLabel) {
     const chosen = select.value;
     select.replaceChildren(el("option", { value: "", text: anyLabel }));
     const values = new Set();
     for (const bucket of buckets || []) {
       values.add(bucket.value);
-      select.append(el("option", { value: bucket.value, text: `${bucket.value} (${bucket.count})` }));
+      select.append(el("option", { value: bucket.value, text: `${label(bucket.value)} (${bucket.count})` }));
     }
     if (chosen && !values.has(chosen)) select.append(el("option", { value: chosen, text: `${chosen} (0)` }));
     select.value = chosen;
@@ -225,6 +229,7 @@
       box.append(" — or did you mean");
       for (const alt of others) {
         box.append(
+          " ",
           el("button", {
             type: "button",
             text: alt.text,
@@ -248,43 +253,34 @@
     const rows = Object.entries(hit.explain || {});
     if (!rows.length) return null;
     const max = Math.max(...rows.map(([, c]) => Math.abs(c.weighted || 0)), 1e-9);
-    const table = el(
-      "table",
-      {},
-      el(
-        "thead",
-        {},
-        el(
-          "tr",
-          {},
-          el("th", { scope: "col", text: "retriever" }),
-          el("th", { scope: "col", text: "raw" }),
-          el("th", { scope: "col", text: "share" }),
-        ),
-      ),
-    );
     const tbody = el("tbody");
     for (const [name, c] of rows) {
-      const raw = c.raw_score === null || c.raw_score === undefined ? "—" : c.raw_score.toFixed(3);
+      const found = c.raw_score !== null && c.raw_score !== undefined;
+      const detail = found ? `raw ${c.raw_score.toFixed(2)}${c.rank ? `, rank ${c.rank}` : ""}` : "not in its list";
       const weighted = c.weighted || 0;
-      const width = Math.round((Math.abs(weighted) / max) * 48);
-      const rank = c.rank ? ` #${c.rank}` : "";
+      const width = Math.round((Math.abs(weighted) / max) * 100);
       tbody.append(
         el(
           "tr",
           {},
-          el("th", { scope: "row", text: name.replace("_", " ") }),
-          el("td", { class: "num", text: raw + rank }),
+          el("th", { scope: "row" }, name.replaceAll("_", " "), el("span", { class: "detail", text: detail })),
           el(
             "td",
-            { class: "num" },
-            el("span", { class: "bar", style: `width:${width}px`, "aria-hidden": "true" }),
-            ` ${weighted.toFixed(3)}`,
+            { class: "share" },
+            el("span", { class: "track", "aria-hidden": "true" }, el("span", { class: "bar", style: `width:${width}%` })),
+            el("span", { class: "value", text: weighted.toFixed(3) }),
           ),
         ),
       );
     }
-    table.append(tbody);
+    const total = el("tr", { class: "total" }, el("th", { scope: "row", text: "score" }), el("td", { class: "share" }, el("span", { class: "value", text: hit.score.toFixed(3) })));
+    const table = el(
+      "table",
+      {},
+      el("caption", { class: "visually-hidden", text: "Score breakdown: each retriever's share of the score" }),
+      tbody,
+      el("tfoot", {}, total),
+    );
     return el("div", { class: "breakdown" }, table);
   }
 
