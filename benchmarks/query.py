@@ -16,6 +16,7 @@ without facets (``--facets`` adds them), page 1 of ``--size`` hits from a ``--ra
     native   one request, the engine sums the scores   linear   BM25 + text kNN, minmax, one _msearch
     rrf      BM25 + text kNN, reciprocal rank fusion
 
+Hit fields come from ``HYBRID_SEARCH_SEARCH_DISPLAY`` (``--display``): ``source`` adds one ``_mget`` of the page.
 Sequential: each query runs every method in turn (interleaved, so background load hits all alike).
 Concurrent: ``--clients`` threads share every (query, method) pair in a shuffled order.
 ``encode_ms_p50``: MiniLM ``embed_query`` alone on the queries. ``fusion_ms_p50``: ``fuse("linear", ...)``
@@ -52,7 +53,7 @@ from hybrid_search.indexing import configured_encoders, encoder_records  # noqa:
 from hybrid_search.ingest.pipeline import Ingestor  # noqa: E402
 from hybrid_search.queries import bm25_request, knn_request  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService, apply_search_threads  # noqa: E402
-from hybrid_search.settings import Settings, get_settings  # noqa: E402
+from hybrid_search.settings import Settings, get_settings, load_settings  # noqa: E402
 
 HOMEDEPOT_ALIAS = "bench-homedepot"
 LUMA_ALIAS = "bench-luma"
@@ -255,6 +256,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the benchmark indices")
     parser.add_argument("--batch", type=int, default=1000, help="products per ingestion batch (default 1000)")
     parser.add_argument("--no-images", action="store_true", help="skip the Luma image queries")
+    parser.add_argument(
+        "--display", choices=("source", "docvalues"), help="hit fields from (default: the setting, source)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
     return parser.parse_args(argv)
@@ -262,7 +266,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = get_settings()
+    settings = load_settings(search_display=args.display) if args.display else get_settings()
     engine = create_engine(settings)
     encoders = configured_encoders(settings)
     text_encoder = encoders["text"]
@@ -321,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engine": f"{health.engine} {health.version}",
             "text_encoder": text_encoder.name,
             "torch_threads": settings.search_torch_threads,
+            "display": settings.search_display,
             "cpu_count": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
             "python": platform.python_version(),

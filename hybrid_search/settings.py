@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     fusion_cross_modal_weight: float = Field(
         0.5, ge=0, description="Default weight of each cross-modal (CLIP) kNN retriever."
     )
+    search_display: Literal["source", "docvalues"] = Field(
+        "source",
+        description="Where hit fields come from: `source` (exact, one `_mget` of the page) or `docvalues`.",
+    )
     search_torch_threads: int = Field(
         1,
         ge=0,

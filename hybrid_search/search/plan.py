@@ -156,14 +156,19 @@ def retriever_request(
     window: int,
     filters: Sequence[Mapping[str, Any]],
 ) -> SearchRequest:
-    """One retriever's request: its top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``)."""
+    """One retriever's top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``).
+
+    Hits carry the display fields from doc values, not ``_source`` (:func:`hybrid_search.queries.docvalue_options`).
+    """
     if retriever.field is None:
         if text is None:
             raise ValidationError("bm25 needs query text", field="text")
-        return bm25_request(text, size=window, filters=filters, track_total_hits=False)
+        return bm25_request(text, size=window, filters=filters, track_total_hits=False, docvalues=True)
     if vector is None:
         raise ValidationError(f"{retriever.name} needs a query vector", field="weights")
-    return knn_request(retriever.field, vector, size=window, filters=filters, track_total_hits=False)
+    return knn_request(
+        retriever.field, vector, size=window, filters=filters, track_total_hits=False, docvalues=True
+    )
 
 
 def knn_clauses(
@@ -216,6 +221,7 @@ def native_search_request(
         bm25_boost=bm25.weight if bm25 is not None else 1.0,
         filters=filters,
         aggs=facet_aggs() if facets else None,
+        docvalues=True,
     )
 
 

@@ -11,6 +11,11 @@
                 "price": [{"value", "from", "to", "count"}]} | null,
      "timings": {"encode_ms", "encode": {role: ms}, "engine_ms", "fusion_ms", "total_ms"}}
 
+``fields``: with ``search_display = "source"`` the stored ``id``, ``title``, ``brand``, ``category_path``,
+``colour``, ``price``, ``currency`` and ``image_url``; with ``"docvalues"`` the same from doc values, with
+``categories`` instead of ``category_path`` and colours lowercased. ``timings`` may add ``display_ms`` (the
+``_mget`` of the page) and ``facets_took_ms``.
+
 ``explain`` (when asked for): for linear and RRF fusion, one entry per retriever with a non-empty list, where
 ``score == math.fsum(e["weighted"] for e in explain.values())`` (see :mod:`hybrid_search.fusion`); a document
 a retriever did not return has ``raw_score`` and ``rank`` null. For ``native`` the engine sums the clauses

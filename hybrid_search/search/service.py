@@ -18,6 +18,9 @@ Steps of :meth:`SearchService.search`:
    query comes from the same fused ranking;
    ``native``: one request whose score is the engine's sum of the weighted BM25 and kNN scores, paged by the
    engine, facets in the same request.
+5. the page's display fields: retrieval reads doc values only (never a hit's stored ``_source``, which holds
+   its vectors); with ``search_display = "source"`` (default) one ``_mget`` of the page's ids then reads the
+   exact stored fields.
 
 The index's vector records (``_meta``) are read once per index and kept for ``VECTOR_RECORDS_TTL_S``.
 Only :mod:`hybrid_search.engine` talks to the engine; this module sees plain dicts.
@@ -35,7 +38,7 @@ from hybrid_search.engine.definition import vector_roles
 from hybrid_search.errors import EncoderMismatchError, ValidationError
 from hybrid_search.fusion import FusedHit, Hit, fuse
 from hybrid_search.indexing import fused_ref
-from hybrid_search.queries import DISPLAY_FIELDS
+from hybrid_search.queries import DISPLAY_FIELDS, display_from_docvalues
 from hybrid_search.search.plan import (
     SPECS,
     Retriever,
@@ -294,9 +297,12 @@ class SearchService:
         info: dict[str, dict[str, Any]] = {}
         for r, response in zip(retrievers, responses, strict=False):
             hits = response.get("hits", {}).get("hits", [])
-            lists[r.name] = [Hit(str(h["_id"]), float(h["_score"])) for h in hits]
+            listed: list[Hit] = []
             for h in hits:
-                sources.setdefault(str(h["_id"]), h.get("_source") or {})
+                doc_id, fields = display_from_docvalues(h)
+                listed.append(Hit(doc_id, float(h["_score"])))
+                sources.setdefault(doc_id, fields)
+            lists[r.name] = listed
             info[r.name] = {
                 "field": r.field,
                 "weight": r.weight,
@@ -317,6 +323,7 @@ class SearchService:
             _hit(f, start + n + 1, sources.get(f.doc_id, {}), query.explain)
             for n, f in enumerate(fused[start:])
         ]
+        self._display(index, page, timings)
         available = len({doc for hits in lists.values() for doc in (h.doc_id for h in hits)})
         if query.facets:
             candidates = responses[-1]
@@ -333,6 +340,35 @@ class SearchService:
             "retrievers": info,
             "facets": facets,
         }
+
+    def _display(self, index: str, hits: Sequence[SearchHit], timings: dict[str, Any]) -> None:
+        """Fill in the page's display fields.
+
+        Retrieval reads doc values only (a hit's stored ``_source`` holds every vector: fetching it for a whole
+        rank window is the slowest part of a search). ``search_display = "source"``: one ``_mget`` of the page
+        replaces them with the exact ``_source`` values (:data:`DISPLAY_FIELDS`). ``"docvalues"``: they stay
+        (colour lowercased, ``categories`` instead of ``category_path``); only titles longer than the
+        ``title.raw`` limit are fetched from ``_source``.
+        """
+        if self.settings.search_display == "source":
+            wanted = [h.id for h in hits]
+        else:
+            wanted = [h.id for h in hits if h.fields.get("title") is None]
+        if not wanted:
+            return
+        t = time.perf_counter()
+        found = self.engine.get_fields(index, wanted, list(DISPLAY_FIELDS))
+        timings["display_ms"] = _ms(t)
+        for hit in hits:
+            source = found.get(hit.id)
+            if source is None:
+                continue
+            if self.settings.search_display == "source":
+                hit.fields.clear()
+                hit.fields.update({name: source.get(name) for name in DISPLAY_FIELDS})
+                hit.fields["id"] = hit.id
+            elif source.get("title") is not None:
+                hit.fields["title"] = source["title"]
 
     # ---- native ---------------------------------------------------------------------------------------
 
@@ -363,8 +399,9 @@ class SearchService:
                 if query.explain
                 else None
             )
-            fields = {k: v for k, v in (h.get("_source") or {}).items() if k in DISPLAY_FIELDS}
-            hits.append(SearchHit(str(h["_id"]), start + n + 1, score, fields, explain))
+            doc_id, fields = display_from_docvalues(h)
+            hits.append(SearchHit(doc_id, start + n + 1, score, fields, explain))
+        self._display(index, hits, timings)
         total, relation = parse_total(response)
         info = {
             r.name: {"field": r.field, "weight": r.weight, "hits": None, "took_ms": response.get("took")}
@@ -385,7 +422,7 @@ def _hit(fused: FusedHit, rank: int, source: Mapping[str, Any], explain: bool) -
         id=fused.doc_id,
         rank=rank,
         score=fused.score,
-        fields={k: v for k, v in source.items() if k in DISPLAY_FIELDS},
+        fields=dict(source),
         explain={name: c._asdict() for name, c in fused.contributions.items()} if explain else None,
     )
 

@@ -8,7 +8,7 @@ import pytest
 
 from hybrid_search.engine.dialects import elasticsearch_search_body, opensearch_search_body
 from hybrid_search.errors import ValidationError
-from hybrid_search.queries import BM25_FIELDS, DISPLAY_FIELDS, facet_aggs
+from hybrid_search.queries import BM25_FIELDS, DISPLAY_DOCVALUES, facet_aggs
 from hybrid_search.search.plan import (
     Retriever,
     choose_retrievers,
@@ -31,6 +31,8 @@ DEFAULTS = {
 ENCODERS = ["text", "image", "colour"]
 FIELDS = {"text": "text_vector", "image": "image_vector", "colour": "colour_vector", "fused": "fused_vector"}
 FILTERS = [{"term": {"categories": "Jackets"}}, {"range": {"price": {"lte": 80.0}}}]
+# retrieval reads doc values only: no _id, no stored _source (which holds the vectors)
+DOCVALUES = {"_source": False, "stored_fields": "_none_", "docvalue_fields": list(DISPLAY_DOCVALUES.values())}
 MULTI_MATCH = {
     "multi_match": {"query": "red coat", "fields": list(BM25_FIELDS), "type": "most_fields", "operator": "or"}
 }
@@ -111,15 +113,15 @@ def test_bm25_retriever_body() -> None:
     expected = {
         "query": {"bool": {"should": [MULTI_MATCH], "minimum_should_match": 1, "filter": FILTERS}},
         "size": 100,
-        "_source": list(DISPLAY_FIELDS),
         "track_total_hits": False,
+        **DOCVALUES,
     }
     assert opensearch_search_body(request) == expected
     assert elasticsearch_search_body(request) == {
         "query": {"bool": {"must": [MULTI_MATCH], "filter": FILTERS}},
         "size": 100,
-        "_source": list(DISPLAY_FIELDS),
         "track_total_hits": False,
+        **DOCVALUES,
     }
 
 
@@ -135,8 +137,8 @@ def test_knn_retriever_body_carries_the_filter_as_a_pre_filter() -> None:
     assert opensearch_search_body(request) == {
         "query": {"knn": {"text_vector": {"vector": [0.6, 0.8], "k": 40, "filter": prefilter}}},
         "size": 40,
-        "_source": list(DISPLAY_FIELDS),
         "track_total_hits": False,
+        **DOCVALUES,
     }
     assert elasticsearch_search_body(request) == {
         "knn": [
@@ -149,8 +151,8 @@ def test_knn_retriever_body_carries_the_filter_as_a_pre_filter() -> None:
             }
         ],
         "size": 40,
-        "_source": list(DISPLAY_FIELDS),
         "track_total_hits": False,
+        **DOCVALUES,
     }
 
 
@@ -242,8 +244,8 @@ def test_native_request_sums_boosted_clauses_and_pages_in_the_engine() -> None:
         },
         "size": 10,
         "from": 20,
-        "_source": list(DISPLAY_FIELDS),
         "track_total_hits": True,
+        **DOCVALUES,
     }
     es = elasticsearch_search_body(request)
     assert es["query"] == {"bool": {"must": [boosted], "filter": FILTERS}}

@@ -18,6 +18,7 @@ import pytest
 from hybrid_search.engine.dialects import opensearch_search_body
 from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import EncoderMismatchError, ValidationError
+from hybrid_search.queries import DISPLAY_FIELDS
 from hybrid_search.search import Filters, SearchQuery, SearchService
 from hybrid_search.settings import Settings, load_settings
 
@@ -74,11 +75,13 @@ class FakeEngine:
             "took": 2,
             "hits": {
                 "total": {"value": len(self.lists.get(key, [])), "relation": "eq"},
-                "hits": [
-                    {"_id": d, "_score": s, "_source": {"id": d, "title": f"title {d}"}} for d, s in hits
-                ],
+                "hits": [{"_score": s, "fields": {"id": [d], "title.raw": [f"title {d}"]}} for d, s in hits],
             },
         }
+
+    def get_fields(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        self.calls.append(("mget", [{"ids": list(ids), "fields": list(fields)}]))
+        return {d: {"id": d, "title": f"Title {d}", "colour": ["Red"]} for d in ids}
 
     def msearch(self, index: str, requests: Sequence[SearchRequest]) -> list[dict[str, Any]]:
         self.calls.append(("msearch", [opensearch_search_body(r) for r in requests]))
@@ -133,7 +136,7 @@ def png(width: int, height: int) -> bytes:
 def test_client_side_fusion_is_one_msearch_with_a_facet_request(settings: Settings) -> None:
     svc, engine = service(settings)
     response = svc.search(SearchQuery(text="red coat", filters=Filters(colour="red")))
-    assert [kind for kind, _ in engine.calls] == ["msearch"]
+    assert [kind for kind, _ in engine.calls] == ["msearch", "mget"]  # retrieval, then the page's fields
     bodies = engine.calls[0][1]
     assert len(bodies) == 3  # bm25, text_knn, facets
     assert [b["size"] for b in bodies] == [50, 50, 0]
@@ -147,7 +150,22 @@ def test_client_side_fusion_is_one_msearch_with_a_facet_request(settings: Settin
     assert set(response.retrievers) == {"bm25", "text_knn"}
     assert response.retrievers["bm25"]["hits"] == 50
     assert {"encode_ms", "engine_ms", "fusion_ms", "total_ms"} <= set(response.timings)
-    assert response.hits[0].fields == {"id": "b000", "title": "title b000"}
+    assert engine.calls[1][1] == [{"ids": [h.id for h in response.hits], "fields": list(DISPLAY_FIELDS)}]
+    assert response.hits[0].fields == {
+        "id": "b000", "title": "Title b000", "brand": None, "category_path": None, "colour": ["Red"],
+        "price": None, "currency": None, "image_url": None,
+    }  # fmt: skip
+    assert "display_ms" in response.timings
+
+
+def test_docvalue_display_is_one_round_trip() -> None:
+    svc, engine = service(load_settings(fusion_rank_window=50, search_display="docvalues"))
+    response = svc.search(SearchQuery(text="red coat", size=3))
+    assert [kind for kind, _ in engine.calls] == ["msearch"]
+    assert response.hits[0].fields == {
+        "id": "b000", "title": "title b000", "brand": None, "categories": [], "colour": [], "price": None,
+        "currency": None, "image_url": None,
+    }  # fmt: skip
 
 
 def test_without_facets_there_is_no_facet_request_and_the_total_is_a_lower_bound(settings: Settings) -> None:
@@ -198,7 +216,7 @@ def test_explain_adds_up_to_the_score(settings: Settings, method: str, normalise
 def test_native_is_one_engine_request_paged_by_the_engine(settings: Settings) -> None:
     svc, engine = service(settings)
     response = svc.search(SearchQuery(text="coat", fusion="native", page=2, size=5, explain=True))
-    assert [kind for kind, _ in engine.calls] == ["search"]
+    assert [kind for kind, _ in engine.calls] == ["search", "mget"]
     body = engine.calls[0][1][0]
     assert (body["from"], body["size"]) == (5, 5)
     should = body["query"]["bool"]["should"]
