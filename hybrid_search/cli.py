@@ -504,6 +504,10 @@ def run(
               f"({result['skipped_unchanged']} unchanged, not re-embedded)")  # fmt: skip
         url = f"http://{host or settings.api_host}:{port or settings.api_port}/"
         out.print(f"search page: [bold]{url}[/]  (API docs: {url}docs; stop with Ctrl+C)")
+        import signal
+
+        # uvicorn re-raises SIGTERM after its graceful shutdown: make that an exception, so the worker stops too
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         run_server(settings, host=host, port=port, log_level="warning")
     finally:
         if worker is not None:

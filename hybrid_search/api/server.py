@@ -130,9 +130,11 @@ def workers_on_queue(settings: Settings, timeout_s: float = 2.0) -> list[str]:
 def start_worker(env: dict[str, str], log: Path, *, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
     """Start ``hybrid-search workers`` in the background; returns once it is ready (its log says so)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    name = f"run-{os.getpid()}@%h"  # a node name of its own: Celery warns about duplicates
+    argv = [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", name]
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info"],
+            argv,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
