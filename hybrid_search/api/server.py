@@ -133,7 +133,7 @@ def start_worker(env: dict[str, str], log: Path, *, timeout_s: float = 180.0) ->
     name = f"run-{os.getpid()}@%h"  # a node name of its own: Celery warns about duplicates
     argv = [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", name]
     with log.open("wb") as out:
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: S603 - this same program with fixed arguments
             argv,
             env=env,
             stdout=out,
