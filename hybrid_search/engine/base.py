@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,10 +90,11 @@ class SearchEngine(abc.ABC):
     """A search engine cluster, seen through the operations hybrid-search needs."""
 
     kind: str = ""
+    RESOLVE_TTL_S = 30.0
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._meta_cache: dict[str, dict[str, dict[str, Any]]] = {}
+        self._meta_cache: dict[str, tuple[str, dict[str, dict[str, Any]], float]] = {}
         self._meta_lock = threading.Lock()
 
     # ---- raw calls, one client each -------------------------------------------------------------------
@@ -214,34 +216,47 @@ class SearchEngine(abc.ABC):
         from hybrid_search.engine.dialects import swap_alias_actions
 
         self._update_aliases(swap_alias_actions(alias, self.resolve_alias(alias), index))
+        self._forget()
         log.info("alias %s -> %s", alias, index)
 
     def vector_records(self, index_or_alias: str) -> dict[str, dict[str, Any]]:
         """The encoder records of the index's ``_meta`` (the one the alias writes to)."""
-        concrete = self._write_index(index_or_alias)
-        with self._meta_lock:
-            cached = self._meta_cache.get(concrete)
-        if cached is None:
-            found = self._indices(concrete)
-            if concrete not in found:
-                raise IndexNotFoundError(f"index {concrete!r} does not exist")
-            cached = vectors_from_meta(found[concrete]["meta"])
-            with self._meta_lock:
-                self._meta_cache[concrete] = cached
-        return cached
+        return self._resolve(index_or_alias)[1]
 
     def _write_index(self, index_or_alias: str) -> str:
+        return self._resolve(index_or_alias)[0]
+
+    def _resolve(self, index_or_alias: str) -> tuple[str, dict[str, dict[str, Any]]]:
+        """The concrete index behind a name, and its vector records: one request, then cached for
+        ``RESOLVE_TTL_S`` (this process forgets at once when it swaps an alias or deletes an index; other
+        processes see a swap within the TTL)."""
+        now = time.monotonic()
+        with self._meta_lock:
+            hit = self._meta_cache.get(index_or_alias)
+        if hit is not None and hit[2] > now:
+            return hit[0], hit[1]
         found = self._indices(index_or_alias)
         if not found:
             raise IndexNotFoundError(
                 f"index or alias {index_or_alias!r} does not exist (create it: hybrid-search index create)"
             )
         if index_or_alias in found:
-            return index_or_alias
-        names = sorted(found)
-        if len(names) > 1:
-            raise EngineError(f"alias {index_or_alias!r} points to several indices {names}; swap it to one")
-        return names[0]
+            concrete = index_or_alias
+        else:
+            names = sorted(found)
+            if len(names) > 1:
+                raise EngineError(
+                    f"alias {index_or_alias!r} points to several indices {names}; swap it to one"
+                )
+            concrete = names[0]
+        records = vectors_from_meta(found[concrete]["meta"])
+        with self._meta_lock:
+            self._meta_cache[index_or_alias] = (concrete, records, now + self.RESOLVE_TTL_S)
+        return concrete, records
+
+    def _forget(self) -> None:
+        with self._meta_lock:
+            self._meta_cache.clear()
 
     def bulk_write(
         self,
@@ -262,8 +277,7 @@ class SearchEngine(abc.ABC):
         ``partial``: upsert only the given fields (``update`` with ``doc_as_upsert``): fields left out, such as
         vectors that did not need re-embedding, keep their stored values.
         """
-        concrete = self._write_index(index)
-        recorded = self.vector_records(concrete)
+        concrete, recorded = self._resolve(index)
         sources = dict(vector_sources or {})
         docs = list(documents)
         present = {name for doc in docs for name in recorded if doc.get(name) is not None}
@@ -288,14 +302,14 @@ class SearchEngine(abc.ABC):
                 actions.append(
                     {
                         "_op_type": "update",
-                        "_index": concrete,
+                        "_index": index,
                         "_id": doc_id,
                         "doc": dict(doc),
                         "doc_as_upsert": True,
                     }
                 )
             else:
-                actions.append({"_op_type": "index", "_index": concrete, "_id": doc_id, "_source": dict(doc)})
+                actions.append({"_op_type": "index", "_index": index, "_id": doc_id, "_source": dict(doc)})
         if not actions:
             return result
         for ok, item in self._bulk(actions, refresh):

@@ -176,8 +176,7 @@ class ElasticsearchEngine(SearchEngine):
     def delete_index(self, index: str) -> None:
         with self._errors(f"delete index {index}"):
             self._client.indices.delete(index=index, ignore_unavailable=True)
-        with self._meta_lock:
-            self._meta_cache.pop(index, None)
+        self._forget()
 
     def _delete_docs(self, index: str, ids: Sequence[str], refresh: bool) -> int:
         actions = [{"_op_type": "delete", "_index": index, "_id": i} for i in ids]

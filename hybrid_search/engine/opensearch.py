@@ -166,8 +166,7 @@ class OpenSearchEngine(SearchEngine):
     def delete_index(self, index: str) -> None:
         with self._errors(f"delete index {index}"):
             self._client.indices.delete(index=index, params={"ignore_unavailable": "true"})
-        with self._meta_lock:
-            self._meta_cache.pop(index, None)
+        self._forget()
 
     def _delete_docs(self, index: str, ids: Sequence[str], refresh: bool) -> int:
         actions = [{"_op_type": "delete", "_index": index, "_id": i} for i in ids]

@@ -453,11 +453,11 @@ def test_bulk_write_sends_ndjson_and_classifies_item_errors(
     assert bulk.params == {"refresh": "true"}
     assert bulk.headers["content-type"] == "application/vnd.elasticsearch+x-ndjson; compatible-with=8"
     assert bulk.body == [
-        {"index": {"_index": "products-v1", "_id": "p1"}},
+        {"index": {"_index": "products", "_id": "p1"}},  # the alias: the engine picks its write index
         documents[0],
-        {"index": {"_index": "products-v1", "_id": "p2"}},
+        {"index": {"_index": "products", "_id": "p2"}},
         documents[1],
-        {"index": {"_index": "products-v1", "_id": "p3"}},
+        {"index": {"_index": "products", "_id": "p3"}},
         documents[2],
     ]
     assert result == BulkResult(
