@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     ingest_queue: str = Field(
         "ingest", pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="Celery queue of ingestion batches."
     )
-    ingest_batch_size: int = Field(32, ge=1, le=1000, description="Products per ingestion task.")
+    ingest_batch_size: int = Field(128, ge=1, le=1000, description="Products per ingestion task.")
     ingest_max_retries: int = Field(
         10, ge=0, le=100, description="Retries of a batch on engine/network errors (exponential backoff)."
     )

@@ -81,8 +81,9 @@ def build_services(settings: Settings) -> Services:
     from hybrid_search.engine import create_engine
     from hybrid_search.ingest.tracking import Tracker, connect
     from hybrid_search.queue import make_celery
-    from hybrid_search.search import SearchService, search_encoders
+    from hybrid_search.search import SearchService, apply_search_threads, search_encoders
 
+    apply_search_threads(settings)  # torch threads for query encoding: once, before any model runs
     engine = create_engine(settings)
     services = Services(
         settings=settings,

@@ -140,7 +140,7 @@ class Ingestor:
             if i.product.id not in new_text and i.product.id not in new_image:
                 report.unchanged += 1
             if i.photo is None and stored.get(i.product.id, {}).get("image_hash"):
-                for role in ("image", "colour"):  # the photo was removed: so are its vectors
+                for role in ("image", "colour", "fused"):  # the photo was removed: so are its vectors
                     i.doc[self.fields[role]] = None
             docs.append(
                 {
@@ -240,7 +240,13 @@ class Ingestor:
             return
         from hybrid_search.encoders import fuse_vectors
 
-        changed = [i for i in items if i.product.id in new_text or i.product.id in new_image]
+        # a product without a photo gets no fused vector: the fused retriever serves text+photo queries, and a
+        # text-only half would cost the engine a 1664-d HNSW insert for nothing the text vector lacks
+        changed = [
+            i
+            for i in items
+            if i.photo is not None and (i.product.id in new_text or i.product.id in new_image)
+        ]
         need_text = [i.product.id for i in changed if i.product.id not in new_text]
         need_image = [
             i.product.id
@@ -257,13 +263,13 @@ class Ingestor:
             if text_vec is None:
                 text_vec = old_text.get(pid, {}).get(self.fields["text"])
             image_vec = new_image.get(pid)
-            if image_vec is None and i.photo is not None:
+            if image_vec is None:
                 image_vec = old_image.get(pid, {}).get(self.fields["image"])
-            if text_vec is None:
+            if text_vec is None or image_vec is None:
                 continue
             fused = fuse_vectors(
                 np.asarray(text_vec, dtype=np.float32),
-                None if image_vec is None else np.asarray(image_vec, dtype=np.float32),
+                np.asarray(image_vec, dtype=np.float32),
                 self.settings.fused_text_weight,
                 image_dim=int(self.encoders["image"].dim),
             )
