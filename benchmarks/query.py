@@ -268,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = load_settings(search_display=args.display) if args.display else get_settings()
     engine = create_engine(settings)
+    health = engine.health()
+    # the engine comes from the settings: run once per engine (HYBRID_SEARCH_ENGINE, HYBRID_SEARCH_ENGINE_URL) to
+    # compare them on the same data and queries; each builds (once) and reuses its own copy of the indices
+    print(f"engine: {health.engine} {health.version} at {settings.engine_url}", flush=True)
     encoders = configured_encoders(settings)
     text_encoder = encoders["text"]
     text_encoder.embed_query("warm up")
