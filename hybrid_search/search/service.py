@@ -391,15 +391,25 @@ class SearchService:
         timings["engine_ms"] = _ms(t)
         timings["fusion_ms"] = 0.0
         start = (query.page - 1) * query.size
-        hits = []
-        for n, h in enumerate(response.get("hits", {}).get("hits", [])):
-            score = float(h["_score"])
-            explain = (
-                {"native": {"raw_score": score, "rank": start + n + 1, "normalised": None, "weighted": score}}
-                if query.explain
-                else None
+        raw_hits = response.get("hits", {}).get("hits", [])
+        parts = (
+            self._native_parts(
+                query,
+                retrievers,
+                vectors,
+                window,
+                filters,
+                index,
+                [display_from_docvalues(h)[0] for h in raw_hits],
             )
+            if query.explain and raw_hits
+            else {}
+        )
+        hits = []
+        for n, h in enumerate(raw_hits):
+            score = float(h["_score"])
             doc_id, fields = display_from_docvalues(h)
+            explain = parts.get(doc_id) if query.explain else None
             hits.append(SearchHit(doc_id, start + n + 1, score, fields, explain))
         self._display(index, hits, timings)
         total, relation = parse_total(response)
@@ -415,6 +425,53 @@ class SearchService:
             "retrievers": info,
             "facets": parse_facets(response.get("aggregations")) if query.facets else None,
         }
+
+    def _native_parts(
+        self,
+        query: SearchQuery,
+        retrievers: Sequence[Retriever],
+        vectors: Mapping[str, Sequence[float]],
+        window: int,
+        filters: list[dict[str, Any]],
+        index: str,
+        ids: list[str],
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Explain of ``native``: each retriever's raw score of the page's hits, and weight * raw score.
+
+        The engine's sum has no breakdown, so one more ``_msearch`` (only with ``explain``) asks each retriever
+        again: a kNN retriever's top ``window`` under the same filters (what the native request summed: a
+        product outside it got no kNN score), and BM25 restricted to the page's ids. The weighted parts add
+        up to the engine's score, to float32 rounding.
+        """
+        requests = []
+        for r in retrievers:
+            if r.field is None:
+                only_page = [*filters, {"ids": {"values": ids}}]
+                requests.append(
+                    retriever_request(r, text=query.text, vector=None, window=len(ids), filters=only_page)
+                )
+            else:
+                requests.append(
+                    retriever_request(
+                        r, text=None, vector=vectors.get(r.name), window=window, filters=filters
+                    )
+                )
+        responses = self.engine.msearch(index, requests)
+        out: dict[str, dict[str, dict[str, Any]]] = {doc_id: {} for doc_id in ids}
+        for r, resp in zip(retrievers, responses, strict=True):
+            found = {
+                display_from_docvalues(h)[0]: (n + 1, float(h["_score"]))
+                for n, h in enumerate(resp["hits"]["hits"])
+            }
+            for doc_id in ids:
+                rank, raw = found.get(doc_id, (None, None))
+                out[doc_id][r.name] = {
+                    "raw_score": raw,
+                    "rank": rank if r.field is not None else None,
+                    "normalised": None,
+                    "weighted": 0.0 if raw is None else r.weight * raw,
+                }
+        return out
 
 
 def _hit(fused: FusedHit, rank: int, source: Mapping[str, Any], explain: bool) -> SearchHit:

@@ -203,6 +203,12 @@ def test_native_ranks_by_the_engines_sum(luma: Luma) -> None:
     assert response.hits[0].id == "MJ07"
     scores = [h.score for h in response.hits]
     assert scores == sorted(scores, reverse=True)
+    for hit in response.hits:  # explain: each retriever's weighted part, adding up to the engine's own sum
+        assert hit.explain is not None and set(hit.explain) == set(response.retrievers)
+        assert math.fsum(c["weighted"] for c in hit.explain.values()) == pytest.approx(hit.score, rel=1e-5)
+        for name, part in hit.explain.items():
+            if part["raw_score"] is not None:
+                assert part["weighted"] == pytest.approx(response.fusion["weights"][name] * part["raw_score"])
     assert response.facets is not None and response.total >= 5
 
 

@@ -71,6 +71,9 @@ class FakeEngine:
             }
         key = request.knn[0].field if request.knn and request.query is None else "bm25"
         hits = self.lists.get(key, [])[request.from_ : request.from_ + request.size]
+        only = next((f["ids"]["values"] for f in request.filter if "ids" in f), None)
+        if only is not None:  # an ids filter, as the engine applies it
+            hits = [(d, score) for d, score in self.lists.get(key, []) if d in only][: request.size]
         return {
             "took": 2,
             "hits": {
@@ -216,7 +219,12 @@ def test_explain_adds_up_to_the_score(settings: Settings, method: str, normalise
 def test_native_is_one_engine_request_paged_by_the_engine(settings: Settings) -> None:
     svc, engine = service(settings)
     response = svc.search(SearchQuery(text="coat", fusion="native", page=2, size=5, explain=True))
-    assert [kind for kind, _ in engine.calls] == ["search", "mget"]
+    # the explain asks each retriever again in one _msearch: the page's BM25 scores, kNN's top window
+    assert [kind for kind, _ in engine.calls] == ["search", "msearch", "mget"]
+    page_ids = [h.id for h in response.hits]
+    bm25_again, knn_again = engine.calls[1][1]
+    assert {"ids": {"values": page_ids}} in bm25_again["query"]["bool"]["filter"]
+    assert knn_again["size"] == svc.settings.fusion_rank_window
     body = engine.calls[0][1][0]
     assert (body["from"], body["size"]) == (5, 5)
     should = body["query"]["bool"]["should"]
@@ -224,10 +232,15 @@ def test_native_is_one_engine_request_paged_by_the_engine(settings: Settings) ->
     assert should[1]["knn"]["text_vector"]["boost"] == 0.5
     assert "aggs" in body
     assert [h.rank for h in response.hits] == [6, 7, 8, 9, 10]
-    hit = response.hits[0]
+    hit = response.hits[0]  # b005: sixth in BM25 (19.95) and in the text kNN list (0.85)
+    assert hit.id == "b005"
     assert hit.explain == {
-        "native": {"raw_score": hit.score, "rank": 6, "normalised": None, "weighted": hit.score}
+        "bm25": {"raw_score": 19.95, "rank": None, "normalised": None, "weighted": 0.5 * 19.95},
+        "text_knn": {"raw_score": 0.85, "rank": 6, "normalised": None, "weighted": 0.5 * 0.85},
     }
+    engine.calls.clear()
+    svc.search(SearchQuery(text="coat", fusion="native", page=2, size=5))
+    assert [kind for kind, _ in engine.calls] == ["search", "mget"]
 
 
 def test_each_encoder_runs_once_and_the_fused_vector_combines_text_and_image(settings: Settings) -> None:
