@@ -94,20 +94,20 @@ def raw_rates(
     }
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Largest VmHWM of the worker and its children (the prefork pool process does the work)."""
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    """Largest VmHWM of the worker and its children (the prefork pool processes do the work), and their sum."""
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    peak = 0.0
+    peaks = []
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) / 1024)
+                    peaks.append(int(line.split()[1]) / 1024)
         except OSError:
             continue
-    return peak
+    return max(peaks, default=0.0), sum(peaks)
 
 
 def end_to_end(settings: Settings, catalogue: Path, index: str) -> float:
@@ -133,6 +133,14 @@ def main() -> None:
         "--text-products", type=int, default=4000, help="Home Depot titles for the text-only run"
     )
     parser.add_argument("--image-copies", type=int, default=3, help="copies of the Luma catalogue (new ids)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="worker processes (default: the worker_concurrency setting); each gets cores/processes torch "
+        "threads unless HYBRID_SEARCH_WORKER_TORCH_THREADS says otherwise; the raw side always runs in this one "
+        "process with torch's default threads",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
@@ -151,15 +159,19 @@ def main() -> None:
     text_file = write_jsonl([p.to_input() for p in hd], tmp / "text.jsonl")
     copies = [{**p.to_input(luma), "id": f"{p.id}-c{c}"} for c in range(args.image_copies) for p in photo]
     photo_file = write_jsonl(copies, tmp / "photos.jsonl")
+    processes = args.concurrency or settings.worker_concurrency
+    # small warm-up batches, two per worker process, so that every process has loaded its models
     warm_file = write_jsonl(
-        [{**p.to_input(luma), "id": f"warm-{p.id}"} for p in photo[:16]], tmp / "warm.jsonl"
+        [{**p.to_input(luma), "id": f"warm-{n}-{p.id}"} for n in range(processes) for p in photo[:16]],
+        tmp / "warm.jsonl",
     )
 
     env = {**os.environ, **WORKER_ENV, "HYBRID_SEARCH_INGEST_QUEUE": queue,
            "HYBRID_SEARCH_IMAGE_ROOTS": json.dumps([str(luma)])}  # fmt: skip
     log = tmp / "worker.log"
     with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "warning"],
+        worker = subprocess.Popen([sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "warning",
+                                   "--concurrency", str(processes)],
                                   env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     engine = create_engine(settings)
     names = {k: f"bench-ingest-{k}-{uuid.uuid4().hex[:6]}" for k in ("warm", "text", "photo")}
@@ -169,12 +181,12 @@ def main() -> None:
             engine.create_index(name, definition)
         photo_settings = load_settings(ingest_queue=queue, image_roots=[luma])
         print("warming the worker ...", flush=True)
-        end_to_end(photo_settings, warm_file, names["warm"])
+        end_to_end(photo_settings.model_copy(update={"ingest_batch_size": 8}), warm_file, names["warm"])
         print(f"end to end: {len(hd)} text-only products ...", flush=True)
         e2e_text = end_to_end(settings, text_file, names["text"])
         print(f"end to end: {len(copies)} products with photos ...", flush=True)
         e2e_photo = end_to_end(photo_settings, photo_file, names["photo"])
-        rss = peak_rss_mb(worker.pid)
+        rss, rss_total = peak_rss_mb(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -192,6 +204,8 @@ def main() -> None:
         "ratio_text": round(e2e_text / raw["raw_text_products_per_s"], 3),
         "ratio_multimodal": round(e2e_photo / raw["raw_multimodal_products_per_s"], 3),
         "worker_peak_rss_mb": round(rss, 1),
+        "workers_total_peak_rss_mb": round(rss_total, 1),
+        "worker_processes": processes,
         "batch_size": settings.ingest_batch_size,
         "text_products": len(hd),
         "multimodal_products": len(copies),

@@ -1,33 +1,38 @@
 """Voice search quality: Home Depot dev queries spoken by espeak-ng, recognised by Whisper, then searched.
 
-    python benchmarks/voice.py                       # 100 queries (a fixed random sample), prints the table
-    python benchmarks/voice.py --queries 300 --json voice.json
+    python benchmarks/voice.py                                   # 100 queries, the configured model
+    python benchmarks/voice.py --models whisper-tiny.en,whisper-base --json voice.json
+    python benchmarks/voice.py --queries 300 --voice en-us --rate 130
 
-For each query: the typed query is searched (nDCG@10 typed); the query is spoken by ``espeak-ng`` into a WAV,
-decoded and transcribed with the configured faster-whisper model (default Whisper tiny.en), once without and
-once with the catalogue biasing (hotwords from the index's categories, colours and title words), and each
-transcript is searched the same way (nDCG@10 by voice). Three ways of using the n-best list are reported:
-``top`` searches the recogniser's best hypothesis, ``catalogue`` the hypothesis the catalogue supports best
-(:func:`hybrid_search.voice.choose_transcript`), ``union`` the chosen hypothesis followed by the other
-hypotheses' extra words (:func:`hybrid_search.voice.search_text`, what ``POST /search/voice`` searches).
+For each query: the typed query is searched (nDCG@10 typed); the query is spoken by ``espeak-ng`` (voice
+``en-us``, 150 words a minute unless told: one voice for every model, never chosen per model) into a WAV, kept
+under ``.cache/voice-bench/`` so a rerun speaks nothing again; it is decoded and transcribed by each model, once
+without and once with the catalogue biasing (hotwords from the index's categories, colours and title words),
+and each transcript is searched the same way (nDCG@10 by voice). Two ways of using the n-best list:
+``top`` searches the recogniser's best hypothesis; ``api`` does what ``POST /search/voice`` does: the catalogue
+chooses among the distinct hypotheses (:func:`hybrid_search.voice.choose_transcript`) and
+:func:`hybrid_search.voice.search_text` is searched.
 
 Figures: word error rate of the searched transcript against the query (words as
 :func:`hybrid_search.voice.normalise_transcript` writes them), nDCG@10 typed and by voice, and their ratio
-(goal: >= 0.90). nDCG follows the dataset's protocol: gain = relevance - 1, unjudged products gain 0.
-The index is ``bench-homedepot-v1`` (every product title, MiniLM vectors), built by ``benchmarks/query.py``'s
-``ensure_index`` when missing or incomplete. Search: BM25 + text kNN, linear fusion (the settings' defaults).
+(goal: >= 0.90); the recognition latency (decode + encoder + beam search of one utterance, with biasing, as the
+API runs it) p50 and p90 per model, measured in this run on this machine. nDCG follows the dataset's protocol:
+gain = relevance - 1, unjudged products gain 0. The index is ``bench-homedepot-v1`` (every product title,
+MiniLM vectors), built by ``benchmarks/query.py``'s ``ensure_index`` when missing or incomplete. Search: BM25 +
+text kNN, linear fusion (the settings' defaults).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -43,6 +48,7 @@ from hybrid_search.indexing import configured_encoders  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService  # noqa: E402
 from hybrid_search.settings import get_settings  # noqa: E402
 from hybrid_search.voice import (  # noqa: E402
+    TINY_EN,
     Transcriber,
     catalogue_scores,
     catalogue_vocabulary,
@@ -51,6 +57,9 @@ from hybrid_search.voice import (  # noqa: E402
     normalise_transcript,
     search_text,
 )
+
+CACHE = REPO / ".cache" / "voice-bench"
+CONFIGS = ("plain/top", "plain/api", "biased/top", "biased/api")
 
 
 def log(message: str) -> None:
@@ -89,10 +98,22 @@ def read_queries(folder: Path, count: int, seed: int) -> list[tuple[str, str, di
     return [(qid, text, qrels[qid]) for qid, text in queries[:count] if qrels.get(qid)]
 
 
-def speak(text: str, path: Path) -> bytes:
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True,
-                   capture_output=True, timeout=60)  # fmt: skip
+def speak(text: str, *, voice: str = "en-us", rate: int = 150) -> bytes:
+    """``text`` spoken by espeak-ng as WAV bytes, cached by voice, rate and text (written atomically)."""
+    key = hashlib.sha256(text.encode()).hexdigest()[:20]
+    path = CACHE / "wav" / f"{voice}-{rate}" / f"{key}.wav"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(temporary), text], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+        os.replace(temporary, path)
     return path.read_bytes()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
 
 
 def main() -> None:
@@ -101,6 +122,9 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--models", help="comma-separated model settings (default: the configured model)")
+    parser.add_argument("--voice", default="en-us", help="espeak-ng voice (default en-us)")
+    parser.add_argument("--rate", type=int, default=150, help="espeak-ng words per minute (default 150)")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -113,79 +137,89 @@ def main() -> None:
     index = ensure_index(engine, settings, HOMEDEPOT_ALIAS, products, encoders, base_dir=base, rebuild=False,
                          batch=256)  # fmt: skip
     service = SearchService(settings, engine, encoders)
-    transcriber = Transcriber.from_settings(settings)
-    transcriber.load()
+    models = args.models.split(",") if args.models else [settings.whisper_model or TINY_EN]
     vocabulary = catalogue_vocabulary(engine, index, words=settings.voice_vocabulary_words)
     log(f"hotwords: {vocabulary.hotwords()}")
     queries = read_queries(folder, args.queries, args.seed)
+    searched: dict[str, list[str]] = {}
 
     def search(text: str) -> list[str]:
-        query = SearchQuery(text=text, size=10, facets=False)
-        return [h.id for h in service.search(query, index=index).hits]
+        if text not in searched:
+            query = SearchQuery(text=text, size=10, facets=False)
+            searched[text] = [h.id for h in service.search(query, index=index).hits] if text else []
+        return searched[text]
 
-    configs = (
-        "plain/top",
-        "plain/catalogue",
-        "plain/union",
-        "biased/top",
-        "biased/catalogue",
-        "biased/union",
-    )
-    errors = dict.fromkeys(configs, 0)
-    words = 0
-    scores: dict[str, list[float]] = {c: [] for c in ("typed", *configs)}
-    examples: list[dict[str, Any]] = []
-    asr_ms: list[float] = []
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    typed_scores = [ndcg(search(text), judged) for _qid, text, judged in queries]
+    typed = sum(typed_scores) / len(queries)
+    words = sum(len(normalise_transcript(text).split()) for _qid, text, _j in queries)
+    result: dict[str, Any] = {
+        "queries": len(queries),
+        "seed": args.seed,
+        "speech": f"espeak-ng {args.voice}, {args.rate} words/min",
+        "ndcg10_typed": round(typed, 4),
+        "hotwords": vocabulary.hotwords(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "models": {},
+    }
+    for model in models:
+        transcriber = Transcriber(model, device=settings.whisper_device, compute_type=settings.whisper_compute_type,
+                                  beam_size=settings.voice_beam_size, n_best=settings.voice_n_best,
+                                  cache_dir=settings.whisper_cache_dir)  # fmt: skip
+        started = time.perf_counter()
+        transcriber.load()
+        load_s = time.perf_counter() - started
+        errors = dict.fromkeys(CONFIGS, 0)
+        scores: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        latency: list[float] = []
+        examples: list[dict[str, Any]] = []
+        started = time.perf_counter()
         for n, (qid, text, judged) in enumerate(queries, 1):
             reference = normalise_transcript(text)
-            scores["typed"].append(ndcg(search(text), judged))
-            audio = decode_audio(speak(text, Path(tmp) / "q.wav"), max_seconds=30.0)
+            data = speak(text, voice=args.voice, rate=args.rate)
             row: dict[str, Any] = {"qid": qid, "query": text}
             for bias in ("plain", "biased"):
                 t = time.perf_counter()
+                audio = decode_audio(data, max_seconds=30.0)
                 transcript = transcriber.transcribe(
                     audio, vocabulary=vocabulary if bias == "biased" else None
                 )
-                asr_ms.append((time.perf_counter() - t) * 1000)
+                if bias == "biased":
+                    latency.append((time.perf_counter() - t) * 1000)
                 texts = [a.text for a in transcript.alternatives]
                 chosen = choose_transcript(transcript, catalogue_scores(engine, index, texts))
-                union = search_text(chosen)
-                for how, heard in (("top", transcript.text), ("catalogue", chosen.text), ("union", union)):
+                row[f"{bias}/n-best"] = texts
+                for how, heard in (("top", transcript.text), ("api", search_text(chosen))):
                     config = f"{bias}/{how}"
-                    wrong, _count = word_errors(reference, heard)
-                    errors[config] += wrong
-                    scores[config].append(ndcg(search(heard), judged) if heard else 0.0)
+                    errors[config] += word_errors(reference, heard)[0]
+                    scores[config].append(ndcg(search(heard), judged))
                     row[config] = heard
-            words += len(reference.split())
             examples.append(row)
             if n % 10 == 0:
-                log(f"{n}/{len(queries)} queries ({(time.perf_counter() - started) / n:.1f} s each)")
+                log(f"{model}: {n}/{len(queries)} queries ({(time.perf_counter() - started) / n:.1f} s each)")
+        table = {}
+        for config in CONFIGS:
+            mean = sum(scores[config]) / len(queries)
+            table[config] = {"wer": round(errors[config] / words, 4), "ndcg10": round(mean, 4),
+                             "ratio_to_typed": round(mean / typed, 4) if typed else None}  # fmt: skip
+        result["models"][model] = {
+            "folder": transcriber.name,
+            "load_s": round(load_s, 2),
+            "asr_ms_p50": percentile(latency, 0.5),
+            "asr_ms_p90": percentile(latency, 0.9),
+            "configs": table,
+            "examples": examples,
+        }
 
-    typed = sum(scores["typed"]) / len(queries)
-    table = {}
-    for config in configs:
-        mean = sum(scores[config]) / len(queries)
-        table[config] = {"wer": round(errors[config] / words, 4), "ndcg10": round(mean, 4),
-                         "ratio_to_typed": round(mean / typed, 4) if typed else None}  # fmt: skip
-    asr_ms.sort()
-    result = {
-        "queries": len(queries),
-        "seed": args.seed,
-        "model": transcriber.name,
-        "ndcg10_typed": round(typed, 4),
-        "configs": table,
-        "asr_ms_p50": round(asr_ms[len(asr_ms) // 2], 1),
-        "hotwords": vocabulary.hotwords(),
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-        "examples": examples[:25],
-    }
-    print(f"{len(queries)} Home Depot dev queries spoken by espeak-ng; nDCG@10 typed {typed:.4f}")
-    print(f"{'config':<18}{'WER':>8}{'nDCG@10':>10}{'voice/typed':>13}")
-    for config, row in table.items():
-        print(f"{config:<18}{row['wer']:>8.3f}{row['ndcg10']:>10.4f}{row['ratio_to_typed']:>13.3f}")
-    print(f"recognition p50 {result['asr_ms_p50']} ms per utterance")
+    print(f"{len(queries)} Home Depot dev queries spoken by {result['speech']}; nDCG@10 typed {typed:.4f}")
+    print(f"{'model':<18}{'config':<14}{'WER':>8}{'nDCG@10':>10}{'voice/typed':>13}")
+    for model, figures in result["models"].items():
+        for config, row in figures["configs"].items():
+            print(
+                f"{model:<18}{config:<14}{row['wer']:>8.3f}{row['ndcg10']:>10.4f}{row['ratio_to_typed']:>13.3f}"
+            )
+        print(f"{model:<18}recognition p50 {figures['asr_ms_p50']} ms, p90 {figures['asr_ms_p90']} ms per utterance "
+              f"(load {figures['load_s']} s)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

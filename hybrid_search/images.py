@@ -180,7 +180,11 @@ def load_image(
         image = PILImage.open(io.BytesIO(data), formats=[ACCEPTED_FORMATS[kind]])
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise ValidationError(f"too many pixels: {exc}", "image") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError as exc:  # its message names a BytesIO object's address
+        raise ValidationError(
+            f"corrupt {kind}: no readable {kind} image after its signature", "image"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ValidationError(f"corrupt {kind}: {exc}", "image") from exc
     with image:
         width, height = image.size

@@ -1,7 +1,7 @@
 """Which encoders fill which vector fields, and how a product becomes the text they embed.
 
-The roles of ``mappings/vectors.json`` (``text``, ``image``, ``colour``, ``fused``) map to the encoders named in
-the settings. Encoder identities (name, weights version, dimension) are known without loading any model, so an
+The roles of ``mappings/vectors.json`` (``text``, ``image``, ``colour``, ``fused``, and ``photo_image`` /
+``photo_colour`` for every photo of a product) map to the encoders named in the settings. Encoder identities (name, weights version, dimension) are known without loading any model, so an
 index can be created on a machine that never runs one.
 """
 
@@ -23,8 +23,11 @@ def configured_encoders(settings: Settings) -> dict[str, Any]:
         "image": get_encoder(settings.image_encoder, device=settings.device, modality="image"),
     }
     if settings.colour_vectors:
-        encoders["colour"] = get_encoder("colour")
+        encoders["colour"] = get_encoder(settings.colour_encoder)
     return encoders
+
+
+PHOTO_ROLES = {"photo_image": "image", "photo_colour": "colour"}  # nested photo role -> encoder role
 
 
 def fused_ref(text: EncoderRef, image: EncoderRef, text_weight: float) -> EncoderRef:
@@ -38,6 +41,8 @@ def encoder_records(
     """``{role: (EncoderRef, dim)}`` for :func:`hybrid_search.engine.load_definition`, including ``fused``."""
     encoders = encoders if encoders is not None else configured_encoders(settings)
     records = {role: (EncoderRef(e.name, e.version), int(e.dim)) for role, e in encoders.items()}
+    if settings.photo_vectors:  # every photo: the same encoders as the main photo's vectors
+        records.update({photo: records[role] for photo, role in PHOTO_ROLES.items() if role in records})
     if "text" in records and "image" in records:
         (text, text_dim), (image, image_dim) = records["text"], records["image"]
         records["fused"] = (fused_ref(text, image, settings.fused_text_weight), text_dim + image_dim)
@@ -57,4 +62,4 @@ def product_text(product: Mapping[str, Any]) -> str:
     return ". ".join(str(p).strip() for p in parts if p and str(p).strip())
 
 
-__all__ = ["configured_encoders", "encoder_records", "fused_ref", "product_text"]
+__all__ = ["PHOTO_ROLES", "configured_encoders", "encoder_records", "fused_ref", "product_text"]

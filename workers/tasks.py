@@ -2,34 +2,63 @@
 
 The work itself is :class:`hybrid_search.ingest.pipeline.Ingestor`; each worker process builds one (and so loads
 each model once) on its first task.
+
+Delivery is at least once (late acknowledgement; a batch whose worker died is delivered again), and running a
+batch twice changes nothing: products are upserted by id and :meth:`Tracker.finish_batch` counts a batch once.
+Failures:
+
+- the engine cannot be reached or cannot take the writes now: the batch is retried with jittered exponential
+  backoff, up to ``HYBRID_SEARCH_INGEST_MAX_RETRIES`` times; then its products are dead-lettered with the reason
+  (never dropped silently) and the batch counts as done, so the job ends;
+- Redis drops the connection: each command is retried for about :data:`REDIS_RETRY_S` seconds; past that the
+  batch goes back on the queue (rejected with requeue, or delivered again after the visibility timeout).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
+from celery.exceptions import Reject
+from celery.utils.time import get_exponential_backoff_interval
 
 from hybrid_search.engine import create_engine
 from hybrid_search.errors import EngineUnavailableError
 from hybrid_search.indexing import configured_encoders
-from hybrid_search.ingest.pipeline import Ingestor
+from hybrid_search.ingest.pipeline import BatchReport, Ingestor
 from hybrid_search.ingest.tracking import Tracker, connect
-from hybrid_search.queue import INGEST_TASK
+from hybrid_search.queue import INGEST_TASK, apply_worker_threads, retry_backoff_max
 from hybrid_search.settings import get_settings
 from workers.app import app
 
 log = logging.getLogger(__name__)
 
+REDIS_RETRY_S = 60.0  # how long Redis commands ride out a Redis restart, then the batch is requeued
+RETRY_BACKOFF_FACTOR = 2  # first retry within 2 s, then 4, 8, ... (full jitter) up to retry_backoff_max
+
 
 @functools.cache
 def _context() -> tuple[Ingestor, Tracker]:
     settings = get_settings()
+    apply_worker_threads(settings)
     encoders = configured_encoders(settings)
-    return Ingestor(settings, create_engine(settings), encoders), Tracker(connect(settings.redis_url))
+    tracker = Tracker(connect(settings.redis_url, retry_for_s=REDIS_RETRY_S))
+    return Ingestor(settings, create_engine(settings), encoders), tracker
+
+
+def _given_up(records: Sequence[dict[str, Any]], sources: Sequence[str], why: str) -> BatchReport:
+    """A batch the engine never took: every product dead-lettered with the reason, none dropped."""
+    report = BatchReport()
+    for n, record in enumerate(records):
+        raw_id = record.get("id") if isinstance(record, dict) else None
+        source = sources[n] if n < len(sources) else f"record {n + 1}"
+        report.failed.append({"id": None if raw_id is None else str(raw_id)[:256], "source": source,
+                              "reason": why})  # fmt: skip
+    return report
 
 
 @app.task(  # type: ignore[untyped-decorator]
@@ -37,10 +66,6 @@ def _context() -> tuple[Ingestor, Tracker]:
     name=INGEST_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(EngineUnavailableError, redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
     max_retries=get_settings().ingest_max_retries,
 )
 def ingest_batch(
@@ -53,9 +78,33 @@ def ingest_batch(
     base_dir: str | None,
 ) -> dict[str, Any]:
     ingestor, tracker = _context()
-    report = ingestor.ingest(
-        records, index=index, base_dir=Path(base_dir) if base_dir else None, sources=sources
+    log.info(
+        "job %s batch %d: started, %d records, attempt %d", job, batch, len(records), self.request.retries + 1
     )
-    tracker.finish_batch(job, batch, report.summary(), alias=index, failed=report.failed)
-    log.info("job %s batch %d: %s", job, batch, report.summary())
+    try:
+        report = ingestor.ingest(
+            records, index=index, base_dir=Path(base_dir) if base_dir else None, sources=sources
+        )
+    except EngineUnavailableError as exc:
+        retries = int(self.request.retries)
+        if retries < self.max_retries:
+            countdown = get_exponential_backoff_interval(
+                RETRY_BACKOFF_FACTOR, retries, retry_backoff_max(get_settings()), full_jitter=True
+            )
+            log.warning("job %s batch %d: %s; retry %d in %ds", job, batch, exc, retries + 1, countdown)
+            raise self.retry(exc=exc, countdown=countdown) from None
+        why = f"not indexed: the engine was unavailable through {retries} retries ({exc}); ingest it again"
+        log.error("job %s batch %d: %s", job, batch, why)
+        report = _given_up(records, sources, why)
+    try:
+        counted = tracker.finish_batch(job, batch, report.summary(), alias=index, failed=report.failed)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Redis is still away after REDIS_RETRY_S: back on the queue (or, if that fails too, delivered again
+        # after the visibility timeout); the products are written, so the next run only counts the batch
+        log.warning("job %s batch %d: cannot record it in Redis (%s); requeued", job, batch, exc)
+        raise Reject(exc, requeue=True) from None
+    if counted:
+        log.info("job %s batch %d: %s", job, batch, report.summary())
+    else:
+        log.warning("job %s batch %d was delivered again: already counted, nothing counted twice", job, batch)
     return report.summary()

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from hybrid_search.api.errors import error_body, install_error_handlers
 from hybrid_search.api.limits import BodySizeLimit
+from hybrid_search.api.security import install_security
 from hybrid_search.errors import HybridSearchError
 from hybrid_search.settings import Settings, get_settings
 
@@ -144,6 +145,7 @@ def create_app(
         return await call_next(request)
 
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_request_bytes)
+    install_security(app, resolved)  # outside the size limit: key checks and CORS come first
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

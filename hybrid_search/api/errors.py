@@ -129,11 +129,32 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
         message = f"unknown field {where!r}"
     elif kind == "json_invalid":
         message = "the request body is not valid JSON"
+    elif kind == "string_unicode":
+        message = f"{where}: not valid Unicode text (it holds a lone surrogate such as \\ud800)"
     elif kind == "model_attributes_type" or kind == "dict_type":
         message = f"{where}: expected a JSON object"
     else:
         message = f"{where}: {message}"
     return message, where
+
+
+def _body_problem(exc: StarletteHTTPException) -> str | None:
+    """Why a JSON body could not be parsed, when FastAPI's generic 400 hides it (its ``__cause__``).
+
+    ``json.loads`` raises ``JSONDecodeError`` (handled as ``json_invalid``) for syntax errors, but
+    ``UnicodeDecodeError`` for a body that is not UTF-8, ``RecursionError`` for arrays nested 100,000 deep and
+    ``ValueError`` for a 5,000-digit number: FastAPI turns those into "There was an error parsing the body".
+    """
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, ValueError | RecursionError):
+        return None
+    if isinstance(cause, RecursionError):
+        reason = "nested too deeply"
+    elif isinstance(cause, UnicodeDecodeError):
+        reason = f"not UTF-8 (byte {cause.start})"
+    else:
+        reason = str(cause)[:200]
+    return f"the request body is not valid JSON: {reason}"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -149,6 +170,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        unparsable = _body_problem(exc)
+        if unparsable is not None:
+            return JSONResponse(error_body(422, "invalid_input", unparsable, "body"), status_code=422)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(
             error_body(exc.status_code, code, str(exc.detail)),

@@ -16,6 +16,7 @@ from hybrid_search.catalog import validate_product
 from hybrid_search.errors import ValidationError
 from hybrid_search.ingest.tracking import QueueUnavailableError
 from hybrid_search.queue import INGEST_TASK
+from hybrid_search.settings import redact_url
 
 if TYPE_CHECKING:
     from hybrid_search.api.app import Services
@@ -72,7 +73,9 @@ def enqueue_products(services: Services, records: Sequence[Any]) -> str:
             )
             services.tracker.add_batches(job, 1, len(chunk))
     except (redis.RedisError, OSError) as exc:
-        raise QueueUnavailableError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+        raise QueueUnavailableError(
+            f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}"
+        ) from None
     return job
 
 

@@ -97,6 +97,12 @@ def page() -> FileResponse:
 def search(body: SearchBody, request: Request) -> dict[str, Any]:
     """Hybrid search by text: BM25 and text kNN fused into one ranking, with filters, facets and paging."""
     services = _services(request)
+    limit = services.settings.api_max_rank_window
+    if body.rank_window is not None and body.rank_window > limit:
+        raise ValidationError(
+            f"rank_window {body.rank_window} is above this server's limit of {limit} candidates per retriever",
+            field="rank_window",
+        )
     query = _query(
         text=body.text,
         filters=body.filters.as_filters() if body.filters else None,

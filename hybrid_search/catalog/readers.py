@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybrid_search.catalog.records import Product, validate_product
+from hybrid_search.catalog.records import Product, json_problem, validate_product
 from hybrid_search.errors import ValidationError
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -32,7 +32,8 @@ class RecordError:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "id": self.id, "reason": self.reason}
+        """As stored and shown: lone surrogates (``"\\ud800"`` in JSON) become ``?``, since no UTF-8 can hold them."""
+        return {"source": _utf8(self.source), "id": _safe(self.id), "reason": _utf8(self.reason)}
 
 
 def _luma_row(row: Mapping[str, str]) -> dict[str, Any]:
@@ -41,7 +42,10 @@ def _luma_row(row: Mapping[str, str]) -> dict[str, Any]:
     material: Any = None
     raw = row.get("attributes") or ""
     if raw.strip():
-        parsed = json.loads(raw)
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"attributes is not a JSON object: {json_problem(exc)}") from None
         if not isinstance(parsed, dict):
             raise ValueError("attributes is not a JSON object")
         material = parsed.pop("material", None)
@@ -108,6 +112,8 @@ class Catalogue:
                         RecordError(source, None, f"line is {len(line)} bytes (limit {MAX_LINE_BYTES})"),
                     )
                     continue
+                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]  # a UTF-8 byte-order mark (Notepad, Excel)
                 if not line.strip():
                     continue
                 try:
@@ -123,12 +129,15 @@ class Catalogue:
                         RecordError(source, None, f"not valid JSON: {exc.msg} at column {exc.colno}"),
                     )
                     continue
+                except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting 100,000 deep
+                    yield source, RecordError(source, None, f"not valid JSON: {json_problem(exc)}")
+                    continue
                 yield source, data
 
     def _csv(self) -> Iterator[tuple[str, Any]]:
         convert = {"luma": _luma_row, "homedepot": _homedepot_row}.get(self.format)
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with self.path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        with self.path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             reader = csv.DictReader(handle)
             for row in reader:
                 source = f"{self.path.name}:{reader.line_num}"
@@ -147,6 +156,10 @@ class Catalogue:
 
 def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def _utf8(value: str) -> str:
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _safe(value: str | None) -> str | None:
@@ -184,7 +197,7 @@ def open_catalogue(path: str | Path) -> Catalogue:
             return Catalogue(p, "luma", p.parent.resolve())
         if "id" not in fields or "title" not in fields:
             raise ValidationError(
-                f"{p.name}: a CSV catalogue needs id and title columns, found {fields[:12]}"
+                f"{p.name}: a CSV catalogue needs id and title columns, found {[f[:40] for f in fields[:12]]}"
             )
         return Catalogue(p, "csv", p.parent.resolve())
     raise ValidationError(

@@ -49,6 +49,15 @@ def clean_text(value: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def json_problem(exc: ValueError | RecursionError) -> str:
+    """What ``json.loads`` found wrong, in a few words: a syntax error, nesting too deep, a 5,000-digit number."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]
+
+
 def _as_list(value: Any, field: str) -> list[str]:
     if value is None or value == "":
         return []
@@ -118,8 +127,8 @@ class Product(BaseModel):
         if isinstance(attributes, str):
             try:
                 attributes = json.loads(attributes)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"attributes is not a JSON object: {exc.msg}") from None
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"attributes is not a JSON object: {json_problem(exc)}") from None
         if not isinstance(attributes, Mapping):
             raise ValueError("attributes must be an object of name -> value")
         out["attributes"] = {
@@ -283,4 +292,4 @@ def validate_product(data: Any) -> Product:
         raise ValueError("; ".join(problems)) from None
 
 
-__all__ = ["Product", "clean_text", "validate_product"]
+__all__ = ["Product", "clean_text", "json_problem", "validate_product"]

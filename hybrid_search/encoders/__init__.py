@@ -14,6 +14,7 @@ environment variables that CPU workers should be started with.
 from hybrid_search.encoders.base import Encoder, ImageEncoder, Modality, TextEncoder, pick_device
 from hybrid_search.encoders.fusion_vector import fuse_vectors
 from hybrid_search.encoders.registry import (
+    DEFAULT_COLOUR_ENCODER,
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_TEXT_ENCODER,
     ENCODER_NAMES,
@@ -21,6 +22,7 @@ from hybrid_search.encoders.registry import (
 )
 
 __all__ = [
+    "DEFAULT_COLOUR_ENCODER",
     "DEFAULT_IMAGE_ENCODER",
     "DEFAULT_TEXT_ENCODER",
     "ENCODER_NAMES",

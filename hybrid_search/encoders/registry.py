@@ -8,6 +8,7 @@ Specs (``name`` or ``name:argument``):
     resnet50:<pth>               torchvision ResNet-50 penultimate layer, 2048-d, weights from a local file
     clip:<model or folder>       CLIP / Chinese-CLIP; ``modality="text"`` or ``"image"``, one shared model
     colour                       HSV 8x8x8 colour histogram of the photo, 512-d (numpy + PIL only)
+    colour-hellinger             HSV 16x8x8 histogram, square-rooted (Hellinger kernel), 1024-d (default colour)
 
 Building an encoder loads nothing: models load on the first embed. Nothing is ever downloaded.
 """
@@ -25,7 +26,8 @@ from hybrid_search.errors import ConfigurationError
 
 DEFAULT_TEXT_ENCODER = "minilm"
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
-ENCODER_NAMES = ("minilm", "hf-text", "efficientnet-lite0", "resnet50", "clip", "colour")
+DEFAULT_COLOUR_ENCODER = "colour-hellinger"
+ENCODER_NAMES = ("minilm", "hf-text", "efficientnet-lite0", "resnet50", "clip", "colour", "colour-hellinger")
 _MODALITIES = ("text", "image", "audio")
 
 
@@ -34,8 +36,8 @@ def _split(spec: str) -> tuple[str, str | None]:
         raise ConfigurationError(f"encoder spec must be a non-empty string, got {spec!r}")
     name, sep, argument = spec.strip().partition(":")
     name = name.strip().lower()
-    if name == "color":
-        name = "colour"
+    if name.startswith("color"):
+        name = "colour" + name[len("color") :]
     return name, (argument.strip() or None) if sep else None
 
 
@@ -79,9 +81,9 @@ def get_encoder(
         encoder = EfficientNetLite0Encoder(weights=argument, device=device, batch_size=image_batch)
     elif name == "resnet50":
         encoder = ResNet50Encoder(argument, device=device, batch_size=image_batch)
-    elif name == "colour":
+    elif name in ("colour", "colour-hellinger"):
         _no_argument(name, argument)
-        encoder = ColourHistogramEncoder(batch_size=image_batch)
+        encoder = ColourHistogramEncoder(batch_size=image_batch, hellinger=name == "colour-hellinger")
     else:
         raise ConfigurationError(f"unknown encoder {spec!r}: expected one of {', '.join(ENCODER_NAMES)}")
     if modality is not None and modality != encoder.modality:

@@ -8,6 +8,8 @@ their own client. Nothing outside ``hybrid_search.engine`` imports an engine cli
 from __future__ import annotations
 
 import abc
+import copy
+import json
 import logging
 import threading
 import time
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybrid_search.engine.definition import (
+    META_KEY,
     EncoderRef,
     IndexDefinition,
     check_vector_sources,
     parse_version,
+    vector_values,
     vectors_from_meta,
     versioned_name,
 )
@@ -27,6 +31,8 @@ from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import EngineError, IndexNotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
+
+TUNED_KEY = "tuned"  # _meta.hybrid_search.tuned: the search configuration `hybrid-search tune` saved
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,11 @@ class BulkResult:
     @property
     def failed(self) -> int:
         return len(self.errors)
+
+
+# HTTP statuses of a cluster that is overloaded or recovering (429 rejected, 502/504 gateway, 503 no shard copy
+# yet, cluster state not recovered): the same request may succeed later, so they are retried, not reported as bad
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
 def classify_bulk_error(status: int, error: Mapping[str, Any] | str | None) -> str:
@@ -94,7 +105,8 @@ class SearchEngine(abc.ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._meta_cache: dict[str, tuple[str, dict[str, dict[str, Any]], float]] = {}
+        # name -> (concrete index, vector records, expiry, the index's whole ``_meta``)
+        self._meta_cache: dict[str, tuple[str, dict[str, dict[str, Any]], float, dict[str, Any]]] = {}
         self._meta_lock = threading.Lock()
 
     # ---- raw calls, one client each -------------------------------------------------------------------
@@ -123,6 +135,10 @@ class SearchEngine(abc.ABC):
 
     @abc.abstractmethod
     def _update_aliases(self, body: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def _put_meta(self, index: str, meta: dict[str, Any]) -> None:
+        """Replace the ``_meta`` of one concrete index's mapping with ``meta`` (both engines replace it whole)."""
 
     @abc.abstractmethod
     def _bulk(
@@ -235,6 +251,12 @@ class SearchEngine(abc.ABC):
             hit = self._meta_cache.get(index_or_alias)
         if hit is not None and hit[2] > now:
             return hit[0], hit[1]
+        concrete, records, _ = self._resolve_fresh(index_or_alias, now)
+        return concrete, records
+
+    def _resolve_fresh(
+        self, index_or_alias: str, now: float
+    ) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any]]:
         found = self._indices(index_or_alias)
         if not found:
             raise IndexNotFoundError(
@@ -249,10 +271,46 @@ class SearchEngine(abc.ABC):
                     f"alias {index_or_alias!r} points to several indices {names}; swap it to one"
                 )
             concrete = names[0]
-        records = vectors_from_meta(found[concrete]["meta"])
+        meta = dict(found[concrete]["meta"] or {})
+        records = vectors_from_meta(meta)
         with self._meta_lock:
-            self._meta_cache[index_or_alias] = (concrete, records, now + self.RESOLVE_TTL_S)
-        return concrete, records
+            self._meta_cache[index_or_alias] = (concrete, records, now + self.RESOLVE_TTL_S, meta)
+        return concrete, records, meta
+
+    def tuned_config(self, index_or_alias: str) -> dict[str, Any] | None:
+        """The search configuration saved in the index's ``_meta`` by :meth:`set_tuned_config` (None: none).
+
+        Read with the index's encoder records and cached with them (``RESOLVE_TTL_S``), so a search that
+        consults it sends no extra request.
+        """
+        now = time.monotonic()
+        with self._meta_lock:
+            hit = self._meta_cache.get(index_or_alias)
+        meta = hit[3] if hit is not None and hit[2] > now else self._resolve_fresh(index_or_alias, now)[2]
+        tuned = (meta.get(META_KEY) or {}).get(TUNED_KEY)
+        return copy.deepcopy(dict(tuned)) if isinstance(tuned, Mapping) else None
+
+    def set_tuned_config(self, index_or_alias: str, config: Mapping[str, Any] | None) -> str:
+        """Save ``config`` (plain JSON data) as the index's tuned search configuration; None removes it.
+
+        Writes ``_meta.hybrid_search.tuned`` of the concrete index behind ``index_or_alias`` and keeps every
+        other ``_meta`` entry (the encoder records) as it is. Returns the concrete index's name.
+        """
+        concrete, _, meta = self._resolve_fresh(index_or_alias, time.monotonic())
+        meta = copy.deepcopy(meta)
+        block = dict(meta.get(META_KEY) or {})
+        if config is None:
+            block.pop(TUNED_KEY, None)
+        else:
+            try:
+                block[TUNED_KEY] = json.loads(json.dumps(dict(config), allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                raise ValidationError(f"the tuned configuration is not plain JSON data: {exc}") from None
+        meta[META_KEY] = block
+        self._put_meta(concrete, meta)
+        self._forget()
+        log.info("tuned configuration of %s %s", concrete, "removed" if config is None else "saved")
+        return concrete
 
     def _forget(self) -> None:
         with self._meta_lock:
@@ -280,8 +338,8 @@ class SearchEngine(abc.ABC):
         concrete, recorded = self._resolve(index)
         sources = dict(vector_sources or {})
         docs = list(documents)
-        present = {name for doc in docs for name in recorded if doc.get(name) is not None}
-        present |= {name for doc in docs for name in sources if doc.get(name) is not None}
+        present = {name for doc in docs for name in recorded if vector_values(doc, name)}
+        present |= {name for doc in docs for name in sources if vector_values(doc, name)}
         check_vector_sources(concrete, recorded, sources, present)
         result = BulkResult()
         actions = []
@@ -291,9 +349,10 @@ class SearchEngine(abc.ABC):
                 result.errors.append({"id": doc_id, "kind": "mapping", "reason": "document has no string id"})
                 continue
             bad = [
-                f"{name} has {len(doc[name])} dimensions, index expects {recorded[name]['dim']}"
+                f"{name} has {len(vector)} dimensions, index expects {recorded[name]['dim']}"
                 for name in present
-                if doc.get(name) is not None and len(doc[name]) != recorded[name]["dim"]
+                for vector in vector_values(doc, name)
+                if len(vector) != recorded[name]["dim"]
             ]
             if bad:
                 result.errors.append({"id": doc_id, "kind": "mapping", "reason": "; ".join(bad)})

@@ -31,6 +31,28 @@ SIMILARITIES: tuple[str, ...] = ("cosine", "dot_product", "l2")
 _VERSIONED = re.compile(r"^(?P<alias>.+)-v(?P<n>[0-9]+)$")
 
 
+def nested_path(field: str) -> str | None:
+    """Vector fields named ``<object>.<field>`` live in a ``nested`` object (several vectors per document).
+
+    ``photos.image_vector`` -> ``photos``: one nested object per product photo; a document's score on such a
+    field is the best score of its objects. Top-level names -> None.
+    """
+    return field.rsplit(".", 1)[0] if "." in field else None
+
+
+def vector_values(document: Mapping[str, Any], field: str) -> list[Any]:
+    """The vectors of ``field`` that ``document`` carries: one for a top-level field, one per nested object."""
+    path = nested_path(field)
+    if path is None:
+        value = document.get(field)
+        return [] if value is None else [value]
+    leaf = field[len(path) + 1 :]
+    objects = document.get(path)
+    if not isinstance(objects, list):
+        return []
+    return [o[leaf] for o in objects if isinstance(o, Mapping) and o.get(leaf) is not None]
+
+
 @dataclass(frozen=True)
 class EncoderRef:
     """Identity of the model that produced a vector field: its name and a version of its weights."""
@@ -51,6 +73,11 @@ class VectorField:
     similarity: Similarity
     encoder: EncoderRef
     source: str = ""
+
+    @property
+    def path(self) -> str | None:
+        """The nested object that holds this field (``photos`` for ``photos.image_vector``), else None."""
+        return nested_path(self.name)
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.dim > 4096:
@@ -156,7 +183,7 @@ def load_definition(
         if role not in encoders:
             continue
         ref, dim = encoders[role]
-        if name in properties:
+        if name in properties or (nested_path(name) or name) in properties:
             raise ConfigurationError(f"field {name!r} is declared both in products.json and vectors.json")
         similarity = cast(Similarity, spec.get("similarity", "cosine"))  # VectorField validates it
         vectors.append(VectorField(name=name, dim=dim, similarity=similarity, encoder=ref, source=role))
@@ -229,8 +256,10 @@ __all__ = [
     "VectorField",
     "check_vector_sources",
     "load_definition",
+    "nested_path",
     "parse_version",
     "vector_roles",
+    "vector_values",
     "vectors_from_meta",
     "versioned_name",
 ]

@@ -9,6 +9,11 @@ so each can be unit-tested as plain dicts:
 | vector field | ``dense_vector`` (``dims``, ``similarity``, ``index_options.type: hnsw``) | ``knn_vector`` (``dimension``, ``method``: hnsw / **lucene** engine) |
 | kNN | top-level ``knn`` list (``query_vector``, ``k``, ``num_candidates``, ``filter``, ``boost``) | ``knn`` query clause (``vector``, ``k``, ``filter``, ``boost``) |
 
+Several vectors per document (every photo of a product): a vector field named ``<object>.<field>`` is rendered
+inside a ``nested`` object; Elasticsearch's ``knn`` takes the dotted field as it is, OpenSearch wraps its ``knn``
+clause in a ``nested`` query with ``score_mode: max``. Both return ``k`` documents, each scored by its best nested
+vector, and both apply a filter on top-level fields as a pre-filter.
+
 OpenSearch vector fields always use the Lucene HNSW engine: the FAISS and NMSLIB engines need native libraries
 that a Maven-assembled node does not have, and fail at the first flush. :func:`opensearch_index_body` guarantees
 it and a unit test pins it.
@@ -19,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hybrid_search.engine.definition import IndexDefinition, VectorField
+from hybrid_search.engine.definition import IndexDefinition, VectorField, nested_path
 from hybrid_search.engine.request import KnnClause, SearchRequest
 
 OPENSEARCH_SPACE = {"cosine": "cosinesimil", "dot_product": "innerproduct", "l2": "l2"}
@@ -36,7 +41,13 @@ def _base_settings(definition: IndexDefinition) -> dict[str, Any]:
 
 def _mappings(definition: IndexDefinition, vector_props: dict[str, Any]) -> dict[str, Any]:
     properties = copy.deepcopy(dict(definition.properties))
-    properties.update(vector_props)
+    for name, prop in vector_props.items():
+        path = nested_path(name)
+        if path is None:
+            properties[name] = prop
+        else:  # photos.image_vector -> a nested object "photos" holding "image_vector"
+            nested = properties.setdefault(path, {"type": "nested", "properties": {}})
+            nested["properties"][name[len(path) + 1 :]] = prop
     return {"dynamic": definition.dynamic, "_meta": definition.meta(), "properties": properties}
 
 
@@ -70,9 +81,17 @@ def opensearch_knn_clause(clause: KnnClause, filters: list[dict[str, Any]]) -> d
     body: dict[str, Any] = {"vector": list(clause.vector), "k": clause.k}
     if filters:
         body["filter"] = filters[0] if len(filters) == 1 else {"bool": {"filter": filters}}
+    path = nested_path(clause.field)
+    if path is None:
+        if clause.boost != 1.0:
+            body["boost"] = clause.boost
+        return {"knn": {clause.field: body}}
+    # a nested vector field: the knn query runs on the nested objects, k counts documents (Lucene diversifies
+    # by parent), the filter on top-level fields still pre-filters, and a document scores its best object
+    nested: dict[str, Any] = {"path": path, "score_mode": "max", "query": {"knn": {clause.field: body}}}
     if clause.boost != 1.0:
-        body["boost"] = clause.boost
-    return {"knn": {clause.field: body}}
+        nested["boost"] = clause.boost
+    return {"nested": nested}
 
 
 def opensearch_search_body(request: SearchRequest) -> dict[str, Any]:

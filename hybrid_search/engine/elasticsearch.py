@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from hybrid_search.engine.base import SearchEngine, short_reason
+from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, short_reason
 from hybrid_search.engine.definition import IndexDefinition
 from hybrid_search.engine.dialects import elasticsearch_index_body, elasticsearch_search_body
 from hybrid_search.engine.request import SearchRequest
@@ -52,7 +52,7 @@ class ElasticsearchEngine(SearchEngine):
         self._es = elasticsearch
         self._helpers = helpers
         kwargs: dict[str, Any] = {
-            "hosts": [url],
+            "hosts": url.split(","),  # several nodes: a request that cannot reach one is retried on the next
             "request_timeout": timeout_s,
             "max_retries": max_retries,
             "retry_on_timeout": True,
@@ -90,6 +90,11 @@ class ElasticsearchEngine(SearchEngine):
                 f"Elasticsearch refused the request ({what}): {short_reason(exc)}"
             ) from None
         except es.ApiError as exc:
+            if exc.meta.status in TRANSIENT_STATUSES:  # overloaded, recovering, shards not yet assigned
+                raise EngineUnavailableError(
+                    f"Elasticsearch at {self.url} cannot serve it now ({what}): HTTP {exc.meta.status} "
+                    f"{short_reason(exc)}"
+                ) from None
             raise EngineError(
                 f"Elasticsearch error ({what}): HTTP {exc.meta.status} {short_reason(exc)}"
             ) from None
@@ -138,6 +143,10 @@ class ElasticsearchEngine(SearchEngine):
     def _update_aliases(self, body: dict[str, Any]) -> None:
         with self._errors("update aliases"):
             self._client.indices.update_aliases(actions=body["actions"])
+
+    def _put_meta(self, index: str, meta: dict[str, Any]) -> None:
+        with self._errors(f"update _meta of {index}"):
+            self._client.indices.put_mapping(index=index, meta=meta)
 
     def _bulk(
         self, actions: Iterable[dict[str, Any]], refresh: bool

@@ -9,7 +9,7 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_exc
 
-from hybrid_search.engine.base import SearchEngine, short_reason
+from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, short_reason
 from hybrid_search.engine.definition import IndexDefinition
 from hybrid_search.engine.dialects import opensearch_index_body, opensearch_search_body
 from hybrid_search.engine.request import SearchRequest
@@ -39,7 +39,7 @@ class OpenSearchEngine(SearchEngine):
     ) -> None:
         super().__init__(url)
         kwargs: dict[str, Any] = {
-            "hosts": [url],
+            "hosts": url.split(","),  # several nodes: a request that cannot reach one is retried on the next
             "timeout": timeout_s,
             "max_retries": max_retries,
             "retry_on_timeout": True,
@@ -72,6 +72,11 @@ class OpenSearchEngine(SearchEngine):
         except os_exc.RequestError as exc:
             raise ValidationError(f"OpenSearch refused the request ({what}): {short_reason(exc)}") from None
         except os_exc.TransportError as exc:
+            if exc.status_code in TRANSIENT_STATUSES:  # overloaded, recovering, shards not yet assigned
+                raise EngineUnavailableError(
+                    f"OpenSearch at {self.url} cannot serve it now ({what}): HTTP {exc.status_code} "
+                    f"{short_reason(exc)}"
+                ) from None
             raise EngineError(
                 f"OpenSearch error ({what}): HTTP {exc.status_code} {short_reason(exc)}"
             ) from None
@@ -129,6 +134,10 @@ class OpenSearchEngine(SearchEngine):
     def _update_aliases(self, body: dict[str, Any]) -> None:
         with self._errors("update aliases"):
             self._client.indices.update_aliases(body=body)
+
+    def _put_meta(self, index: str, meta: dict[str, Any]) -> None:
+        with self._errors(f"update _meta of {index}"):
+            self._client.indices.put_mapping(index=index, body={"_meta": meta})
 
     def _bulk(
         self, actions: Iterable[dict[str, Any]], refresh: bool

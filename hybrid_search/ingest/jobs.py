@@ -86,15 +86,27 @@ def wait_for_job(
     poll_s: float = 0.5,
     timeout_s: float | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    redis_grace_s: float = 120.0,
 ) -> dict[str, Any]:
-    """Poll the job until every batch is done; returns the summary (see :func:`summary`)."""
+    """Poll the job until every batch is done; returns the summary (see :func:`summary`).
+
+    A Redis outage shorter than ``redis_grace_s`` (a restart) is waited out: the job's state and its queued
+    batches live in Redis (AOF), and the workers carry on when it is back.
+    """
     tracker = Tracker(connect(settings.redis_url))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    down_since: float | None = None
     while True:
         try:
             state = tracker.job(job.id)
+            down_since = None
         except redis.RedisError as exc:
-            raise QueueUnavailableError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+            now = time.monotonic()
+            down_since = now if down_since is None else down_since
+            if now - down_since >= redis_grace_s:
+                raise QueueUnavailableError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+            time.sleep(min(1.0, poll_s * 2))
+            continue
         if on_progress is not None:
             on_progress(state)
         if int(state.get("batches_done", 0)) >= job.batches:

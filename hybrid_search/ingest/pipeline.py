@@ -4,13 +4,19 @@ Celery task (``workers/tasks.py``) only calls.
 Per batch:
 
 1. validate each record (a bad one is reported, the rest go on);
-2. read each product's main photo (local or URL, checked) and hash the product text and the photo bytes;
+2. read each product's main photo (local or URL, checked) and hash the product text and the photo bytes; when
+   the index has the nested ``photos`` vectors (``photo_vectors``), read every photo of the product (at most
+   ``photo_vectors_max``) and hash them together;
 3. ask the engine for the hashes it already stores: unchanged text or photos are **not** re-embedded;
-4. embed what changed, batched (text; photo; colour histogram) and build the fused vector;
+4. embed what changed, batched (text; photo; colour histogram; every photo, one nested object each, whose
+   first object also gives the main photo's vectors) and build the fused vector;
 5. upsert every product (partial update: vectors that did not change keep their stored values), id = product id.
 
 Everything that fails for one product (bad record, missing/corrupt/oversized photo, refused document) is returned
 in :class:`BatchReport.failed` with its reason: the caller sends those to the dead-letter store.
+A cluster that cannot take the writes now (HTTP 429/502/503/504 per document: overloaded, a shard without a
+live copy yet) raises :class:`EngineUnavailableError` instead, so the whole batch is retried rather than its
+products dead-lettered.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ import numpy as np
 
 from hybrid_search.catalog import Product, validate_product
 from hybrid_search.engine import EncoderRef, SearchEngine
+from hybrid_search.engine.base import TRANSIENT_STATUSES
 from hybrid_search.engine.definition import vector_roles
-from hybrid_search.errors import ValidationError
+from hybrid_search.errors import EngineUnavailableError, ValidationError
 from hybrid_search.indexing import encoder_records, product_text
 from hybrid_search.ingest.photos import read_photo
 from hybrid_search.settings import Settings
@@ -39,6 +46,8 @@ _ROLE_FIELDS = {
     "image": "image_vector",
     "colour": "colour_vector",
     "fused": "fused_vector",
+    "photo_image": "photos.image_vector",
+    "photo_colour": "photos.colour_vector",
 }
 
 
@@ -76,6 +85,9 @@ class _Item:
     photo: bytes | None = None
     image_hash: str | None = None
     doc: dict[str, Any] = field(default_factory=dict)
+    # every photo of the product, main first, when the index has photo vectors
+    all_photos: list[bytes] = field(default_factory=list)
+    photos_hash: str | None = None
 
 
 class Ingestor:
@@ -104,8 +116,10 @@ class Ingestor:
         items = self._validate(records, sources, report)
         if not items:
             return report
-        stored = self.engine.get_fields(index, [i.product.id for i in items], ["text_hash", "image_hash"])
-        items = self._read_photos(items, base_dir, report)
+        photo_roles = self._photo_roles(index)
+        hashes = ["text_hash", "image_hash", "photos_hash"] if photo_roles else ["text_hash", "image_hash"]
+        stored = self.engine.get_fields(index, [i.product.id for i in items], hashes)
+        items = self._read_photos(items, base_dir, report, every=bool(photo_roles))
         texts = [i for i in items if stored.get(i.product.id, {}).get("text_hash") != i.text_hash]
         photos = [
             i
@@ -113,23 +127,43 @@ class Ingestor:
             if i.photo is not None and stored.get(i.product.id, {}).get("image_hash") != i.image_hash
         ]
         images = self._decode(photos, report)
+        undecodable = {f["id"] for f in report.failed}  # a bad main photo is reported once, not again below
+        changed_photos = [
+            i
+            for i in items
+            if photo_roles
+            and i.all_photos
+            and i.product.id not in undecodable
+            and stored.get(i.product.id, {}).get("photos_hash") != i.photos_hash
+        ]
+        every = self._embed_photos(changed_photos, report, photo_roles)
         failed_ids = {f["id"] for f in report.failed}
         items = [i for i in items if i.product.id not in failed_ids]
         texts = [i for i in texts if i.product.id not in failed_ids]
+        images = [(i, img) for i, img in images if i.product.id not in failed_ids]
 
         text_vectors = self._embed("text", [i.text for i in texts])
-        image_vectors = self._embed("image", [img for _i, img in images])
+        main = [(i, img) for i, img in images if i.product.id not in every]  # the others: their first photo's
+        image_vectors = self._embed("image", [img for _i, img in main])
         colour_vectors = (
-            self._embed("colour", [img for _i, img in images]) if "colour" in self.encoders else None
+            self._embed("colour", [img for _i, img in main]) if "colour" in self.encoders else None
         )
-        report.text_embedded, report.images_embedded = len(texts), len(images)
+        report.text_embedded = len(texts)
+        report.images_embedded = len({i.product.id for i, _img in images} | set(every))  # products
 
         new_text = {i.product.id: text_vectors[n] for n, i in enumerate(texts)}
-        new_image = {i.product.id: image_vectors[n] for n, (i, _img) in enumerate(images)}
-        for n, (i, _img) in enumerate(images):
+        new_image = {i.product.id: image_vectors[n] for n, (i, _img) in enumerate(main)}
+        for n, (i, _img) in enumerate(main):
             if colour_vectors is not None:
                 i.doc[self.fields["colour"]] = colour_vectors[n].tolist()
             i.doc[self.fields["image"]] = image_vectors[n].tolist()
+        for i, _img in images:
+            if i.product.id in every:
+                image_rows, colour_rows = every[i.product.id]
+                new_image[i.product.id] = image_rows[0]
+                i.doc[self.fields["image"]] = image_rows[0].tolist()
+                if colour_rows is not None:
+                    i.doc[self.fields["colour"]] = colour_rows[0].tolist()
         for i in texts:
             i.doc[self.fields["text"]] = new_text[i.product.id].tolist()
         self._fuse(items, stored, new_text, new_image, index)
@@ -137,23 +171,26 @@ class Ingestor:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         docs = []
         for i in items:
-            if i.product.id not in new_text and i.product.id not in new_image:
+            if i.product.id not in new_text and i.product.id not in new_image and i.product.id not in every:
                 report.unchanged += 1
             if i.photo is None and stored.get(i.product.id, {}).get("image_hash"):
                 for role in ("image", "colour", "fused"):  # the photo was removed: so are its vectors
                     i.doc[self.fields[role]] = None
-            docs.append(
-                {
-                    **i.product.document(),
-                    **i.doc,
-                    "text_hash": i.text_hash,
-                    "image_hash": i.image_hash,
-                    "updated_at": now,
-                }
-            )
+            hashes_of = {"text_hash": i.text_hash, "image_hash": i.image_hash}
+            if photo_roles:
+                hashes_of["photos_hash"] = i.photos_hash
+                if not i.all_photos and stored.get(i.product.id, {}).get("photos_hash"):
+                    i.doc[self._photos_object()] = None  # every photo was removed
+            docs.append({**i.product.document(), **i.doc, **hashes_of, "updated_at": now})
         result = self.engine.bulk_write(
             index, docs, vector_sources=self.sources, refresh=refresh, partial=True
         )
+        transient = [e for e in result.errors if e.get("status") in TRANSIENT_STATUSES]
+        if transient:  # the cluster is recovering or overloaded: retry the batch (upserts are idempotent)
+            raise EngineUnavailableError(
+                f"the engine could not write {len(transient)} of {len(docs)} products now "
+                f"(HTTP {transient[0]['status']}: {transient[0]['reason']}); the batch will be retried"
+            )
         bad = {str(e["id"]): e for e in result.errors}
         by_id = {i.product.id: i for i in items}
         for doc_id, error in bad.items():
@@ -183,23 +220,95 @@ class Ingestor:
             items.append(_Item(product, source, text, content_hash(text)))
         return items
 
-    def _read_photos(self, items: list[_Item], base_dir: Path | None, report: BatchReport) -> list[_Item]:
+    def _read_photos(
+        self, items: list[_Item], base_dir: Path | None, report: BatchReport, *, every: bool = False
+    ) -> list[_Item]:
+        """Read each product's main photo; ``every``: also its other photos (at most ``photo_vectors_max``)."""
         if "image" not in self.encoders:
             return items
         kept = []
         for item in items:
-            ref = item.product.main_image
-            if ref is not None:
-                try:
-                    item.photo = read_photo(ref, base_dir=base_dir, settings=self.settings)
-                except ValidationError as exc:
-                    report.failed.append(
-                        {"id": item.product.id, "source": item.source, "reason": f"photo: {exc}"}
-                    )
-                    continue
+            refs = list(dict.fromkeys(item.product.images))[: self.settings.photo_vectors_max if every else 1]
+            try:
+                photos = []
+                for n, ref in enumerate(refs):
+                    try:
+                        photos.append(read_photo(ref, base_dir=base_dir, settings=self.settings))
+                    except ValidationError as exc:
+                        raise ValidationError(
+                            f"photo {n + 1} ({ref}): {exc}" if n else f"photo: {exc}"
+                        ) from None
+            except ValidationError as exc:
+                report.failed.append({"id": item.product.id, "source": item.source, "reason": str(exc)})
+                continue
+            if photos:
+                item.photo = photos[0]
                 item.image_hash = content_hash(item.photo)
+                if every:
+                    item.all_photos = photos
+                    item.photos_hash = content_hash("".join(content_hash(photo) for photo in photos))
             kept.append(item)
         return kept
+
+    def _photo_roles(self, index: str) -> list[str]:
+        """The nested photo roles this batch fills: configured, and recorded by the index (older indices lack them)."""
+        wanted = [r for r in ("photo_image", "photo_colour") if self.fields[r] in self.sources]
+        if not wanted:
+            return []
+        recorded = self.engine.vector_records(index)
+        return [r for r in wanted if self.fields[r] in recorded]
+
+    def _photos_object(self) -> str:
+        return self.fields["photo_image"].rsplit(".", 1)[0]
+
+    def _embed_photos(
+        self, items: list[_Item], report: BatchReport, roles: list[str]
+    ) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]]:
+        """Embed every photo of ``items`` (one batch per encoder) into ``doc["photos"]``: one object per photo.
+
+        Returns ``{product id: (image vectors, colour vectors or None)}``, rows in photo order (row 0: the main
+        photo). A photo that cannot be decoded fails its product, as a bad main photo does.
+        """
+        from hybrid_search.images import load_image
+
+        decoded: list[tuple[_Item, list[Any]]] = []
+        for item in items:
+            try:
+                images = []
+                for n, photo in enumerate(item.all_photos):
+                    try:
+                        images.append(
+                            load_image(
+                                photo,
+                                max_bytes=self.settings.image_max_bytes,
+                                max_pixels=self.settings.image_max_pixels,
+                            )
+                        )
+                    except ValidationError as exc:
+                        raise ValidationError(f"photo {n + 1}: {exc}" if n else f"photo: {exc}") from None
+            except ValidationError as exc:
+                report.failed.append({"id": item.product.id, "source": item.source, "reason": str(exc)})
+                continue
+            decoded.append((item, images))
+        flat = [image for _item, images in decoded for image in images]
+        image_rows = self._embed("image", flat)
+        colour_rows = self._embed("colour", flat) if "photo_colour" in roles else None
+        leaves = {role: self.fields[role].rsplit(".", 1)[1] for role in roles}
+        out: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
+        start = 0
+        for item, images in decoded:
+            rows = slice(start, start + len(images))
+            start += len(images)
+            colours = colour_rows[rows] if colour_rows is not None else None
+            objects = []
+            for n, vector in enumerate(image_rows[rows]):
+                obj = {leaves["photo_image"]: vector.tolist()}
+                if colours is not None:
+                    obj[leaves["photo_colour"]] = colours[n].tolist()
+                objects.append(obj)
+            item.doc[self._photos_object()] = objects
+            out[item.product.id] = (image_rows[rows], colours)
+        return out
 
     def _decode(self, items: list[_Item], report: BatchReport) -> list[tuple[_Item, Any]]:
         from hybrid_search.images import load_image

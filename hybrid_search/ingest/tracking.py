@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from hybrid_search.errors import HybridSearchError
 
@@ -30,8 +33,20 @@ class QueueUnavailableError(HybridSearchError):
     """Redis (the queue and its state) cannot be reached."""
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+def connect(url: str, *, retry_for_s: float = 0.0) -> redis.Redis:
+    """A Redis client. ``retry_for_s``: keep retrying a command that lost its connection for about that long
+    (jittered exponential backoff capped at 2 s), so a Redis restart does not fail the caller; 0: fail fast.
+
+    Every write the workers send is idempotent (see :meth:`Tracker.finish_batch`), so repeating one whose reply
+    was lost is safe."""
+    if retry_for_s <= 0:
+        return redis.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+        )
+    retry = Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.1), retries=max(3, math.ceil(retry_for_s)))
+    return redis.Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, retry=retry
+    )
 
 
 def _job_key(job: str) -> str:

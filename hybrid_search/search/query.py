@@ -9,6 +9,7 @@ which retrievers can run) happen in :class:`hybrid_search.search.SearchService`.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -36,9 +37,16 @@ MAX_RANK_WINDOW = 10_000  # the engines' default index.max_result_window and lar
 MAX_FILTER_VALUES = 50
 MAX_VALUE_CHARS = 256
 ATTRIBUTE_PREFIX = "attr."
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs"))
 
 ImageInput = Union[bytes, bytearray, memoryview, "Image.Image"]
 FilterValue = str | Sequence[str]
+
+
+def _visible(text: str) -> str:
+    """``text`` with control, format (zero-width, bidi) and lone surrogate characters made spaces, as the
+    catalogue's text is: they match nothing, and a lone surrogate cannot even be encoded for the engine."""
+    return "".join(" " if unicodedata.category(c) in _INVISIBLE else c for c in text)
 
 
 def _is_int(value: object) -> bool:
@@ -63,7 +71,11 @@ def _filter_values(value: object, where: str) -> tuple[str, ...]:
     for item in values:
         if not isinstance(item, str) or not item.strip():
             raise ValidationError(f"filter {where} values must be non-empty strings, got {item!r}", where)
-        text = item.strip()
+        if len(item) > 4 * MAX_VALUE_CHARS:
+            raise ValidationError(f"filter {where} value is {len(item)} characters (limit 256)", where)
+        text = " ".join(_visible(item).split())
+        if not text:
+            raise ValidationError(f"filter {where} values must be non-empty strings, got {item!r}", where)
         if len(text) > MAX_VALUE_CHARS:
             raise ValidationError(f"filter {where} value is {len(text)} characters (limit 256)", where)
         if text not in out:
@@ -246,7 +258,11 @@ class SearchQuery:
         if text is not None:
             if not isinstance(text, str):
                 raise ValidationError(f"text must be a string, got {type(text).__name__}", field="text")
-            text = " ".join(text.split()) or None
+            if len(text) > 4 * MAX_TEXT_CHARS:
+                raise ValidationError(
+                    f"text is {len(text)} characters (limit {MAX_TEXT_CHARS})", field="text"
+                )
+            text = " ".join(_visible(text).split()) or None
             if text is not None and len(text) > MAX_TEXT_CHARS:
                 raise ValidationError(
                     f"text is {len(text)} characters (limit {MAX_TEXT_CHARS})", field="text"

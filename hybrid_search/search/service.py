@@ -14,7 +14,8 @@ Steps of :meth:`SearchService.search`:
    for the field it searches (else :class:`EncoderMismatchError`);
 4. ``linear`` / ``rrf``: **one** ``_msearch``: each retriever's top ``rank_window`` under the filters, plus a
    size-0 request that counts and facets the candidate set; then client-side fusion
-   (:mod:`hybrid_search.fusion`) and the requested page is cut from the fused list, so every page of a
+   (:mod:`hybrid_search.fusion`; for a photo without words, ``linear`` is the kind-aware photo fusion of
+   :mod:`.photo_fusion`) and the requested page is cut from the fused list, so every page of a
    query comes from the same fused ranking;
    ``native``: one request whose score is the engine's sum of the weighted BM25 and kNN scores, paged by the
    engine, facets in the same request.
@@ -33,12 +34,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybrid_search.adaptive import AdaptiveFusion, query_features
 from hybrid_search.engine import EncoderRef, SearchEngine, SearchRequest
 from hybrid_search.engine.definition import vector_roles
-from hybrid_search.errors import EncoderMismatchError, ValidationError
+from hybrid_search.errors import ConfigurationError, EncoderMismatchError, ValidationError
 from hybrid_search.fusion import FusedHit, Hit, fuse
-from hybrid_search.indexing import fused_ref
+from hybrid_search.indexing import PHOTO_ROLES, fused_ref
 from hybrid_search.queries import DISPLAY_FIELDS, display_from_docvalues
+from hybrid_search.search.photo_fusion import DEFAULT_EPSILON, KIND, photo_fusion
 from hybrid_search.search.plan import (
     SPECS,
     Retriever,
@@ -52,6 +55,7 @@ from hybrid_search.search.response import SearchHit, SearchResponse, parse_facet
 from hybrid_search.settings import Settings
 
 VECTOR_RECORDS_TTL_S = 60.0
+TUNED_KEYS: tuple[str, ...] = ("fusion", "normaliser", "rank_constant", "rank_window", "weights")
 
 
 def search_encoders(settings: Settings) -> dict[str, Any]:
@@ -95,10 +99,22 @@ def _ms(start: float) -> float:
 
 
 class SearchService:
-    """Hybrid product search over one engine; safe to share between threads."""
+    """Hybrid product search over one engine; safe to share between threads.
 
-    def __init__(self, settings: Settings, engine: SearchEngine, encoders: Mapping[str, Any]) -> None:
+    ``use_tuned=False``: ignore the index's tuned configuration, so what a query leaves unset always comes
+    from the settings (the evaluation runner compares fixed methods this way).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: SearchEngine,
+        encoders: Mapping[str, Any],
+        *,
+        use_tuned: bool = True,
+    ) -> None:
         self.settings = settings
+        self.use_tuned = use_tuned
         self.engine = engine
         self.encoders = dict(encoders)
         self._role_fields = {
@@ -134,9 +150,17 @@ class SearchService:
         return records
 
     def _index_fields(self, index: str) -> dict[str, str]:
-        """Vector role -> field name, for the vector fields the index has."""
+        """Vector role -> field name, for the vector fields the index has.
+
+        An index with every photo of a product (``photos.image_vector``, ``photos.colour_vector``) answers the
+        image and colour retrievers from those: a product then scores its best photo.
+        """
         records = self.vector_records(index)
-        return {role: name for role, name in self._role_fields.items() if name in records}
+        fields = {role: name for role, name in self._role_fields.items() if name in records}
+        for photo_role, role in PHOTO_ROLES.items():
+            if photo_role in fields:
+                fields[role] = fields[photo_role]
+        return fields
 
     # ---- search ---------------------------------------------------------------------------------------
 
@@ -144,22 +168,7 @@ class SearchService:
         """Run ``query`` on ``index`` (default: the settings' alias). Module docstring: the steps."""
         started = time.perf_counter()
         index = index or self.settings.index_alias
-        method = query.fusion or self.settings.fusion_method
-        normaliser = query.normaliser or self.settings.fusion_normaliser
-        rank_constant = (
-            query.rank_constant if query.rank_constant is not None else self.settings.fusion_rank_constant
-        )
-        window = query.rank_window or self.settings.fusion_rank_window
-        check_page(query.page, query.size, window)
-
-        retrievers = choose_retrievers(
-            has_text=query.text is not None,
-            has_image=query.image is not None,
-            defaults=self.default_weights(),
-            weights=query.weights,
-            encoders=list(self.encoders),
-            fields=self._index_fields(index),
-        )
+        method, normaliser, rank_constant, window, retrievers = self._configure(query, index)
         timings: dict[str, Any] = {}
         vectors = self._encode(query, retrievers, index, timings)
         filters = query.filters.clauses()
@@ -177,6 +186,12 @@ class SearchService:
                 query, retrievers, vectors, window, filters, index, timings,
                 method=method, normaliser=normaliser, rank_constant=rank_constant,
             )  # fmt: skip
+        if response.get("adaptive_weights"):  # query-adaptive fusion chose this query's weights
+            fusion_info["weights"] = {k: round(v, 6) for k, v in response["adaptive_weights"].items()}
+            fusion_info["adaptive"] = True
+        if response.get("photo_kind") is not None:  # kind-aware photo fusion ran: its term and parameters
+            fusion_info["weights"][KIND] = response["photo_kind"]["weight"]
+            fusion_info["photo_kind"] = response["photo_kind"]
         timings["total_ms"] = _ms(started)
         return SearchResponse(
             hits=response["hits"],
@@ -190,6 +205,105 @@ class SearchService:
             facets=response["facets"],
             timings=timings,
         )
+
+    def tuned(self, index: str) -> dict[str, Any]:
+        """The index's tuned configuration (``hybrid-search tune``), checked; ``{}`` when it has none.
+
+        Keys used: ``fusion``, ``normaliser``, ``rank_constant``, ``rank_window``, ``weights`` (others, such as
+        how it was tuned, are ignored here). Read with the index's ``_meta`` (cached by the engine adapter).
+        """
+        config = self.engine.tuned_config(index) if self.use_tuned else None
+        if not config:
+            return {}
+        used = {k: config[k] for k in TUNED_KEYS if config.get(k) is not None}
+        try:
+            SearchQuery(text="check", size=1, **used)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"the tuned configuration saved in {index}'s _meta is invalid ({exc}); run hybrid-search tune "
+                "again or remove it (hybrid-search untune)"
+            ) from None
+        return used
+
+    def adaptive(self, index: str) -> AdaptiveFusion | None:
+        """The index's query-adaptive fusion model (``hybrid-search tune --adaptive``), or None."""
+        config = self.engine.tuned_config(index) if self.use_tuned else None
+        data = (config or {}).get("adaptive")
+        if not data:
+            return None
+        try:
+            return AdaptiveFusion.from_dict(data)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"the adaptive fusion model saved in {index}'s _meta is invalid ({exc}); run hybrid-search tune "
+                "--adaptive again or remove it (hybrid-search untune)"
+            ) from None
+
+    def _adaptive_weights(
+        self,
+        query: SearchQuery,
+        index: str,
+        method: str,
+        normaliser: str,
+        lists: Mapping[str, Sequence[Hit]],
+        weights: Mapping[str, float],
+    ) -> dict[str, float] | None:
+        """Weights with BM25's and text kNN's shares predicted for this query, when the index has a model for
+        this fusion and the query set no weights of its own; their sum is kept, other retrievers untouched."""
+        if query.weights is not None or query.text is None or method != "linear" or normaliser != "minmax":
+            return None
+        if not {"bm25", "text_knn"} <= set(weights):
+            return None
+        model = self.adaptive(index)
+        if model is None:
+            return None
+        share = model.predict(query_features(query.text, lists.get("bm25", []), lists.get("text_knn", [])))
+        total = weights["bm25"] + weights["text_knn"]
+        return {**weights, "bm25": total * (1.0 - share), "text_knn": total * share}
+
+    def _configure(self, query: SearchQuery, index: str) -> tuple[str, str, float, int, list[Retriever]]:
+        """Fusion method, normaliser, rank constant, window and retrievers of ``query`` on ``index``.
+
+        Each parameter the query leaves unset comes from the index's tuned configuration when it has one
+        (:meth:`tuned`), else from the settings; tuned weights replace the settings' default weights of the
+        retrievers they name.
+        """
+        tuned = self.tuned(index)
+        settings = self.settings
+        method = query.fusion or tuned.get("fusion") or settings.fusion_method
+        normaliser = query.normaliser or tuned.get("normaliser") or settings.fusion_normaliser
+        if query.rank_constant is not None:
+            rank_constant = query.rank_constant
+        else:
+            rank_constant = tuned.get("rank_constant", settings.fusion_rank_constant)
+        window = query.rank_window or tuned.get("rank_window") or settings.fusion_rank_window
+        check_page(query.page, query.size, window)
+        retrievers = choose_retrievers(
+            has_text=query.text is not None,
+            has_image=query.image is not None,
+            defaults={**self.default_weights(), **tuned.get("weights", {})},
+            weights=query.weights,
+            encoders=list(self.encoders),
+            fields=self._index_fields(index),
+        )
+        return method, normaliser, rank_constant, window, retrievers
+
+    def retrieve(self, query: SearchQuery, *, index: str | None = None) -> dict[str, list[Hit]]:
+        """Each retriever's own top ``rank_window`` for ``query``, unfused: ``{retriever: [Hit(id, raw score)]}``.
+
+        Exactly the lists ``linear`` and ``rrf`` fuse for this query (same retrievers with a weight > 0, query
+        vectors, filters and window, in the engine's order), fetched in one ``_msearch`` without facets.
+        Fusing them with :func:`hybrid_search.fusion.fuse` and the query's weights gives the ranking
+        :meth:`search` returns, so offline tuning can try many fusion settings on one fetch per query.
+        """
+        index = index or self.settings.index_alias
+        _, _, _, window, retrievers = self._configure(query, index)
+        timings: dict[str, Any] = {}
+        vectors = self._encode(query, retrievers, index, timings)
+        _, lists, _, _ = self._fetch_lists(
+            query, retrievers, vectors, window, query.filters.clauses(), index, timings, facets=False
+        )
+        return lists
 
     # ---- encoding -------------------------------------------------------------------------------------
 
@@ -279,44 +393,41 @@ class SearchService:
         normaliser: str,
         rank_constant: float,
     ) -> dict[str, Any]:
-        requests: list[SearchRequest] = [
-            retriever_request(r, text=query.text, vector=vectors.get(r.name), window=window, filters=filters)
-            for r in retrievers
-        ]
-        if query.facets:
-            requests.append(
-                facets_request(retrievers, text=query.text, vectors=vectors, window=window, filters=filters)
-            )
-        t = time.perf_counter()
-        responses = self.engine.msearch(index, requests)
-        timings["engine_ms"] = _ms(t)
-
-        t = time.perf_counter()
-        lists: dict[str, list[Hit]] = {}
-        sources: dict[str, dict[str, Any]] = {}
-        info: dict[str, dict[str, Any]] = {}
-        for r, response in zip(retrievers, responses, strict=False):
-            hits = response.get("hits", {}).get("hits", [])
-            listed: list[Hit] = []
-            for h in hits:
-                doc_id, fields = display_from_docvalues(h)
-                listed.append(Hit(doc_id, float(h["_score"])))
-                sources.setdefault(doc_id, fields)
-            lists[r.name] = listed
-            info[r.name] = {
-                "field": r.field,
-                "weight": r.weight,
-                "hits": len(hits),
-                "took_ms": response.get("took"),
-            }
-        fused = fuse(
-            method,
-            lists,
-            {r.name: r.weight for r in retrievers},
-            normaliser=normaliser,
-            rank_constant=rank_constant,
-            limit=query.page * query.size,
+        responses, lists, sources, info = self._fetch_lists(
+            query, retrievers, vectors, window, filters, index, timings, facets=query.facets
         )
+        t = time.perf_counter()
+        adaptive: dict[str, float] | None = None
+        if self._photo_fusion_applies(query, method, lists):
+            kind_weight = self.settings.photo_kind_weight
+            fused = photo_fusion(
+                lists,
+                {r.name: r.weight for r in retrievers},
+                {doc: fields.get("categories") or [] for doc, fields in sources.items()},
+                kind_weight=kind_weight,
+                neighbours=self.settings.photo_kind_neighbours,
+                limit=query.page * query.size,
+            )
+            kind: dict[str, Any] | None = {
+                "weight": kind_weight,
+                "neighbours": self.settings.photo_kind_neighbours,
+                "epsilon": DEFAULT_EPSILON,
+            }
+        else:
+            kind = None
+            weights = {r.name: r.weight for r in retrievers}
+            adaptive = self._adaptive_weights(query, index, method, normaliser, lists, weights)
+            if adaptive is not None:
+                # a retriever the model turned off for this query has run, but does not count
+                lists = {name: hits for name, hits in lists.items() if adaptive.get(name, 0.0) > 0}
+            fused = fuse(
+                method,
+                lists,
+                {n: w for n, w in adaptive.items() if n in lists} if adaptive is not None else weights,
+                normaliser=normaliser,
+                rank_constant=rank_constant,
+                limit=query.page * query.size,
+            )
         timings["fusion_ms"] = _ms(t)
         start = (query.page - 1) * query.size
         page = [
@@ -339,7 +450,74 @@ class SearchService:
             "available": available,
             "retrievers": info,
             "facets": facets,
+            "photo_kind": kind,
+            "adaptive_weights": adaptive,
         }
+
+    def _photo_fusion_applies(
+        self, query: SearchQuery, method: str, lists: Mapping[str, Sequence[Hit]]
+    ) -> bool:
+        """Kind-aware photo fusion (:mod:`.photo_fusion`) replaces ``linear`` for a photo without words.
+
+        It needs the image kNN hits (their categories vote for the photo's kind), only photo retrievers, and
+        ``photo_kind_weight > 0``; RRF, ``native`` and queries with text keep their fusion.
+        """
+        return (
+            method == "linear"
+            and query.text is None
+            and self.settings.photo_kind_weight > 0
+            and bool(lists.get("image_knn"))
+            and set(lists) <= {"image_knn", "colour_knn"}
+        )
+
+    def _fetch_lists(
+        self,
+        query: SearchQuery,
+        retrievers: Sequence[Retriever],
+        vectors: Mapping[str, Sequence[float]],
+        window: int,
+        filters: list[dict[str, Any]],
+        index: str,
+        timings: dict[str, Any],
+        *,
+        facets: bool,
+    ) -> tuple[
+        list[dict[str, Any]], dict[str, list[Hit]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]
+    ]:
+        """One ``_msearch``: each retriever's top ``window`` (and the facet request when ``facets``).
+
+        Returns the raw responses, each retriever's hit list, the hits' doc-value fields and per-retriever info.
+        """
+        requests: list[SearchRequest] = [
+            retriever_request(r, text=query.text, vector=vectors.get(r.name), window=window, filters=filters)
+            for r in retrievers
+        ]
+        if facets:
+            requests.append(
+                facets_request(retrievers, text=query.text, vectors=vectors, window=window, filters=filters)
+            )
+        t = time.perf_counter()
+        responses = self.engine.msearch(index, requests)
+        timings["engine_ms"] = _ms(t)
+
+        lists: dict[str, list[Hit]] = {}
+        sources: dict[str, dict[str, Any]] = {}
+        info: dict[str, dict[str, Any]] = {}
+        for r, response in zip(retrievers, responses, strict=False):
+            hits = response.get("hits", {}).get("hits", [])
+            listed: list[Hit] = []
+            for h in hits:
+                doc_id, fields = display_from_docvalues(h)
+                listed.append(Hit(doc_id, float(h["_score"])))
+                sources.setdefault(doc_id, fields)
+            lists[r.name] = listed
+            info[r.name] = {
+                "field": r.field,
+                "weight": r.weight,
+                "hits": len(hits),
+                "took_ms": response.get("took"),
+            }
+        return responses, lists, sources, info
 
     def _display(self, index: str, hits: Sequence[SearchHit], timings: dict[str, Any]) -> None:
         """Fill in the page's display fields.
@@ -484,4 +662,4 @@ def _hit(fused: FusedHit, rank: int, source: Mapping[str, Any], explain: bool) -
     )
 
 
-__all__ = ["VECTOR_RECORDS_TTL_S", "SearchService", "apply_search_threads", "search_encoders"]
+__all__ = ["TUNED_KEYS", "VECTOR_RECORDS_TTL_S", "SearchService", "apply_search_threads", "search_encoders"]

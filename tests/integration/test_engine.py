@@ -343,3 +343,40 @@ def test_health_reports_version_and_status(engine: SearchEngine) -> None:
     assert health.version.startswith(expected), health
     assert health.status in ("green", "yellow")
     print(f"{engine.kind} {health.version} at {engine.url}: {health.status}")
+
+
+def test_tuned_config_is_saved_in_meta_beside_the_encoder_records(engine: SearchEngine, alias: str) -> None:
+    name = engine.create_index(alias, definition())
+    assert engine.tuned_config(alias) is None
+    config = {"fusion": "linear", "normaliser": "dbsf", "rank_window": 200, "weights": {"bm25": 0.7}}
+    assert engine.set_tuned_config(alias, config) == name
+    assert engine.tuned_config(alias) == config
+    assert engine.tuned_config(name) == config
+    # the encoder records are untouched, and writes are still checked against them
+    assert engine.vector_records(alias)["text_vector"]["encoder"] == "fake-text"
+    with pytest.raises(EncoderMismatchError):
+        engine.bulk_write(alias, PRODUCTS[:1], vector_sources={**SOURCES, "text_vector": IMAGE})
+    # a copy: changing what came back changes nothing stored
+    got = engine.tuned_config(alias)
+    assert got is not None
+    got["weights"]["bm25"] = 0.0
+    assert engine.tuned_config(alias) == config
+    # a new configuration replaces the old one whole; None removes it
+    engine.set_tuned_config(alias, {"fusion": "rrf", "rank_constant": 20})
+    assert engine.tuned_config(alias) == {"fusion": "rrf", "rank_constant": 20}
+    engine.set_tuned_config(alias, None)
+    assert engine.tuned_config(alias) is None
+    assert engine.vector_records(alias)["image_vector"]["dim"] == 3
+
+
+def test_tuned_config_must_be_plain_json_and_the_index_must_exist(engine: SearchEngine, alias: str) -> None:
+    engine.create_index(alias, definition())
+    with pytest.raises(ValidationError, match="plain JSON"):
+        engine.set_tuned_config(alias, {"rank_constant": float("nan")})
+    with pytest.raises(ValidationError, match="plain JSON"):
+        engine.set_tuned_config(alias, {"weights": {1, 2}})
+    assert engine.tuned_config(alias) is None
+    with pytest.raises(IndexNotFoundError):
+        engine.set_tuned_config(f"{alias}-missing", {"fusion": "rrf"})
+    with pytest.raises(IndexNotFoundError):
+        engine.tuned_config(f"{alias}-missing")

