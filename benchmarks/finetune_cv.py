@@ -1,16 +1,19 @@
-"""Five-fold cross-validation of text-encoder fine-tuning on the Home Depot judgments (a script, not a test).
+"""Cross-validation of text-encoder fine-tuning on the Home Depot judgments (a script, not a test).
 
-    python benchmarks/finetune_cv.py [--folds 5] [--epochs 1] [--json FILE]
+    python benchmarks/finetune_cv.py [--folds 5] [--train-folds 0,1] [--json FILE]
 
-For each fold the encoder is fine-tuned (``hybrid_search.finetune``) on the other folds' queries only, the whole
-catalogue (54,667 titles) is embedded with it, and the fold's held-out queries are scored: dense retrieval by exact
-search over the catalogue embeddings (numpy; the engine's HNSW gives the same lists within noise), BM25 from the
-live engine (``--index``, default ``bench-homedepot``: all titles, see benchmarks/query.py), and their fusion by
-``hybrid_search.fusion`` with settings fixed in advance (nothing is tuned on the held-out queries). The zero-shot
-encoder is scored the same way on the same folds. Metrics: ``hybrid_search.evaluation.metrics`` (gain = grade - 1,
-relevant = grade >= 2.33), with paired-bootstrap 95% intervals of each method minus BM25.
+Stage 1, per fold (5 by query id): the encoder is fine-tuned (``hybrid_search.finetune``) on the other folds'
+queries only, the whole catalogue (54,667 titles) is embedded with it, and the fold's held-out queries get their
+dense lists by exact search over those embeddings (numpy; the engine's HNSW gives the same lists within noise).
+These out-of-fold lists are cached under ``.cache/finetune-cv`` (gitignored), so folds can be trained in several
+runs (``--train-folds``) and a rerun only scores. BM25 lists come from the live engine (``--index``, default
+``bench-homedepot``: every title, see benchmarks/query.py); zero-shot dense lists from the vectors that index holds.
 
-Embeddings and BM25 lists are cached under ``.cache/finetune-cv`` (gitignored), so a rerun only retrains.
+Stage 2: bm25, dense, linear min-max 0.5, RRF k=60, the best global weight and query-adaptive fusion
+(``hybrid_search.adaptive``), with the fusion settings fitted on an inner 5-fold split and scored on its held-out part
+only, for the zero-shot encoder (all queries, and the queries the fine-tuned folds cover) and the fine-tuned one (out
+of fold). Metrics: ``hybrid_search.evaluation.metrics`` (gain = grade - 1, relevant = grade >= 2.33), with
+paired-bootstrap 95% intervals of nDCG@10 minus BM25's.
 """
 
 from __future__ import annotations

@@ -843,6 +843,12 @@ def finetune(
     ] = 64,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 5e-5,
     max_length: Annotated[int, typer.Option(help="Tokens kept of each query and product text.")] = 32,
+    per_query: Annotated[
+        int | None, typer.Option(help="Keep at most this many pairs per query (its best-graded products).")
+    ] = None,
+    freeze_layers: Annotated[
+        int, typer.Option(help="Lower transformer layers kept fixed (cheaper steps on a CPU).")
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the shuffles and the initialisation.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -879,7 +885,7 @@ def finetune(
                     mined[qid] = [h.id for h in service.search(query, index=target).hits]
                     update(n)
     pairs = training_pairs(asked, grades, texts, relevant_grade=relevant_grade, negative_grade=negative_grade,
-                           mined=mined, seed=seed)  # fmt: skip
+                           mined=mined, per_query=per_query, seed=seed)  # fmt: skip
     if not pairs:
         raise HybridSearchError(
             f"no training pairs: no judged query of {qrels} has a product of {catalogue} graded >= {relevant_grade}"
@@ -896,7 +902,7 @@ def finetune(
         task = bar.add_task("fine-tuning", total=None, loss="-")
         report = train(pairs, base=base or settings.text_encoder, out_dir=Path(out_dir), epochs=epochs,
                        batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
-                       device=settings.device, seed=seed,
+                       freeze_layers=freeze_layers, device=settings.device, seed=seed,
                        progress=lambda step, steps, loss: bar.update(task, completed=step, total=steps,
                                                                      loss=f"{loss:.3f}"))  # fmt: skip
     summary = report.summary()

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hybrid_search.catalog import Product, open_catalogue, validate_product
+from hybrid_search.search.query import Filters
 from hybrid_search.errors import ConfigurationError, ValidationError
 from hybrid_search.evaluation.metrics import precision_at_k, recall_at_k
 
@@ -220,6 +221,20 @@ class MemoEncoder:
         return vector
 
 
+@dataclass(frozen=True)
+class _WithoutProduct(Filters):
+    """The query's filters plus "not this product": the kind protocol searches every product but the query's own.
+
+    A pre-filter like any other (every retriever's kNN skips it), so the query's own product neither fills a
+    slot of the top 10 nor votes for the photo's kind in the kind-aware fusion.
+    """
+
+    exclude: str = ""
+
+    def clauses(self) -> list[dict[str, Any]]:
+        return [*super().clauses(), {"bool": {"must_not": [{"ids": {"values": [self.exclude]}}]}}]
+
+
 def leave_out_groups(photo_set: PhotoSet, groups: int = 8) -> list[list[int]]:
     """The query photos split into ``groups`` (round-robin in catalogue order), for leave-out through an engine.
 
@@ -253,7 +268,8 @@ def engine_rankings(
     ingestion pipeline (:class:`hybrid_search.ingest.pipeline.Ingestor`, every photo a nested vector when the
     settings ask for it) with ``encoders``. Luma (item protocol): one index per :func:`leave_out_groups` group,
     without that group's query photos, so no query photo is ever searched; each query asks for 10 products.
-    Myntra (kind protocol): one index of every photo; each query asks for 11 and its own product is dropped.
+    Myntra (kind protocol): one index of every photo; each query filters out its own product (a pre-filter, so
+    it neither takes a slot nor votes for the photo's kind).
     Queries go through :class:`hybrid_search.search.SearchService` with the settings' defaults (a photo without
     words: kind-aware photo fusion).
     """
@@ -264,7 +280,6 @@ def engine_rankings(
 
     folder = Path(folder)
     parts = leave_out_groups(photo_set, groups) if photo_set.protocol == "item" else [list(photo_set.queries)]
-    extra = 1 if photo_set.protocol == "kind" else 0
     definition = definition_from_settings(settings, encoder_records(settings, encoders))
     ingestor = Ingestor(settings, engine, encoders)
     service = SearchService(settings, engine, encoders)
@@ -282,10 +297,12 @@ def engine_rankings(
             engine.refresh(index)
             for query in part:
                 photo = photo_set.photos[query]
+                filters = _WithoutProduct(exclude=photo.doc_id) if photo_set.protocol == "kind" else Filters()
                 response = service.search(
-                    SearchQuery(image=photo.path.read_bytes(), size=10 + extra, facets=False), index=index
+                    SearchQuery(image=photo.path.read_bytes(), filters=filters, size=10, facets=False),
+                    index=index,
                 )
-                rankings[query] = [h.id for h in response.hits if h.id != photo.doc_id or not extra][:10]
+                rankings[query] = [h.id for h in response.hits]
         finally:
             for name in engine.versions(index).values():
                 engine.delete_index(name)
