@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the product end to end on this engine (opensearch=... or elasticsearch=...)",
     )
     parser.add_argument("--skip-offline", action="store_true", help="only the --through-engine runs")
+    parser.add_argument(
+        "--sets", default="luma,myntra", help="comma-separated photo sets (with --skip-offline)"
+    )
     args = parser.parse_args(argv)
     if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):  # glibc reads them at start only
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **WORKER_ENV})
@@ -277,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     kind_weight = args.kind_weight if args.kind_weight is not None else load_settings().photo_kind_weight
     folders = {"luma": args.datasets / "luma", "myntra": args.datasets / "myntra2k"}
     sets = {"luma": luma_photos(folders["luma"]), "myntra": myntra_photos(folders["myntra"])}
+    if args.skip_offline:
+        sets = {name: sets[name] for name in args.sets.split(",")}
     results: dict[str, dict[str, dict[str, float]]] = {}
     extra: dict[str, dict[str, float]] = {}
     all_vectors = {
@@ -312,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             )[kind[0]]
 
     for kind, scores in engines.items():
-        results.setdefault("luma", {})[f"through {kind} (product defaults)"] = scores["luma"]
-        results.setdefault("myntra", {})[f"through {kind} (product defaults)"] = scores["myntra"]
+        for name in sets:
+            results.setdefault(name, {})[f"through {kind} (product defaults)"] = scores[name]
+    if set(results) != {"luma", "myntra"}:
+        print(json.dumps(results, indent=2))
+        return 0
     width = max(len(m) for m in [*results["luma"], *extra]) + 2
     print(f"\n{'method':<{width}} {'Luma R@1':>9} {'Luma R@10':>10} {'Myntra P@10':>12}")
     for method in results["luma"]:

@@ -35,9 +35,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hybrid_search.catalog import Product, open_catalogue, validate_product
-from hybrid_search.search.query import Filters
 from hybrid_search.errors import ConfigurationError, ValidationError
 from hybrid_search.evaluation.metrics import precision_at_k, recall_at_k
+from hybrid_search.search.query import Filters
 
 Protocol = Literal["item", "kind"]
 LUMA_QUERY_VIEWS: tuple[str, ...] = ("alt1", "back")

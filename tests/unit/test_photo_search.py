@@ -339,3 +339,15 @@ def test_memo_encoder_embeds_each_item_once_and_keeps_the_identity() -> None:
     memo.remember(blue, np.ones(1024, dtype=np.float32))  # a vector computed elsewhere comes back as it is
     assert memo.embed_query(blue).tolist() == [1.0] * 1024 and memo.computed == 1
     assert memo.embed_documents([]).shape == (0, 1024)
+
+
+def test_the_kind_protocol_filters_out_the_query_product() -> None:
+    from hybrid_search.evaluation.photos import _WithoutProduct
+    from hybrid_search.search import SearchQuery
+
+    filters = _WithoutProduct(category="Tops", exclude="26960")
+    assert filters.clauses() == [
+        {"term": {"categories": "Tops"}},
+        {"bool": {"must_not": [{"ids": {"values": ["26960"]}}]}},
+    ]
+    assert SearchQuery(image=b"photo", filters=filters).filters is filters
