@@ -169,6 +169,7 @@ def test_kind_aware_photo_fusion_prefers_the_voted_kind(
     folder, records = catalogue
     engine.create_index(alias, definition_from_settings(settings, encoder_records(settings, encoders)))
     ingest(settings, engine, encoders, alias, folder, records)
+    settings = settings.model_copy(update={"photo_kind_weight": 0.5})  # a clear vote for six products
     service = SearchService(settings, engine, encoders)
     # a tall orange photo: its colour is the orange bag's, its shape (the image retriever) says hoodie
     query = photo(folder / "query" / "orange-tall.png", ORANGE, "tall")
