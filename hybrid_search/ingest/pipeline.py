@@ -51,6 +51,9 @@ _ROLE_FIELDS = {
 }
 
 
+PHOTO_CHUNK = 64  # photos decoded before they are embedded and released (bounds a worker's memory)
+
+
 def content_hash(data: bytes | str) -> str:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     return hashlib.sha256(raw).hexdigest()[:32]
@@ -271,7 +274,9 @@ class Ingestor:
         """
         from hybrid_search.images import load_image
 
-        decoded: list[tuple[_Item, list[Any]]] = []
+        out: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
+        group: list[tuple[_Item, list[Any]]] = []
+        pending = 0
         for item in items:
             try:
                 images = []
@@ -289,12 +294,25 @@ class Ingestor:
             except ValidationError as exc:
                 report.failed.append({"id": item.product.id, "source": item.source, "reason": str(exc)})
                 continue
-            decoded.append((item, images))
+            group.append((item, images))
+            pending += len(images)
+            if pending >= PHOTO_CHUNK:  # decoded photos are large: embed and drop them a chunk at a time
+                self._embed_photo_group(group, roles, out)
+                group, pending = [], 0
+        if group:
+            self._embed_photo_group(group, roles, out)
+        return out
+
+    def _embed_photo_group(
+        self,
+        decoded: list[tuple[_Item, list[Any]]],
+        roles: list[str],
+        out: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]],
+    ) -> None:
         flat = [image for _item, images in decoded for image in images]
         image_rows = self._embed("image", flat)
         colour_rows = self._embed("colour", flat) if "photo_colour" in roles else None
         leaves = {role: self.fields[role].rsplit(".", 1)[1] for role in roles}
-        out: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
         start = 0
         for item, images in decoded:
             rows = slice(start, start + len(images))
@@ -308,7 +326,6 @@ class Ingestor:
                 objects.append(obj)
             item.doc[self._photos_object()] = objects
             out[item.product.id] = (image_rows[rows], colours)
-        return out
 
     def _decode(self, items: list[_Item], report: BatchReport) -> list[tuple[_Item, Any]]:
         from hybrid_search.images import load_image
