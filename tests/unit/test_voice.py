@@ -27,6 +27,7 @@ from hybrid_search.voice import (  # noqa: E402
     Vocabulary,
     choose_transcript,
     decode_audio,
+    max_tokens,
     normalise_transcript,
     resolve_model,
     search_text,
@@ -276,3 +277,8 @@ def test_the_chosen_hypothesis_alone_is_searched() -> None:
     chosen = choose_transcript(heard, [9.0, 31.0])  # the catalogue sells string lights, not trading ones
     assert chosen.text == "solar powered string lights"
     assert search_text(chosen) == "solar powered string lights"  # not "... trading" appended
+
+
+def test_the_transcript_length_follows_the_audio() -> None:
+    assert max_tokens(1.5) == 25  # "cable stripper for round cable" is 8 tokens in 2.4 s
+    assert max_tokens(15.0) == 160 < 448  # a long query still stops well before Whisper's window
