@@ -716,6 +716,15 @@ def tune(
             "with held-out figures against the best global weight, and save it as the index's default.",
         ),
     ] = False,
+    learned: Annotated[
+        bool,
+        typer.Option(
+            "--learned",
+            help="Also fit learned fusion (a ranker over BM25, text kNN and title-match features of each "
+            "candidate) with held-out figures against BM25 and the best global weight, and save it as the "
+            "index's default fusion (`learned`).",
+        ),
+    ] = False,
     json_file: JsonFileOpt = None,
 ) -> None:
     """Tune fusion (method, weights, normaliser, rank constant, rank window) with k-fold cross-validation,
@@ -767,6 +776,23 @@ def tune(
             share = data["adaptive"]["best_global_share"]
             fitted = {"fusion": "linear", "normaliser": NORMALISER, "rank_window": window,
                       "weights": {LEXICAL: round(1 - share, 6), DENSE: share}, "adaptive": model.to_dict()}  # fmt: skip
+        if learned:
+            from hybrid_search.evaluation import learned_tuning
+
+            window = best.rank_window
+            titles = learned_tuning.candidate_titles(
+                lambda ids: {d: f.get("title") for d, f in engine.get_fields(target, ids, ["title"]).items()},
+                candidates[window],
+            )
+            ranker, data["learned"] = learned_tuning.fit_with_cv(
+                chosen, candidates[window], titles, judged, folds=folds, seed=seed, rank_window=window
+            )
+            fitted = {
+                **(fitted or {}),
+                "fusion": "learned",
+                "rank_window": window,
+                "learned": ranker.to_dict(),
+            }
         if save:
             saved = {
                 **best.as_dict(),
@@ -792,6 +818,14 @@ def tune(
         out.print(f"query-adaptive fusion, held out ({folds} folds): nDCG@10 {figures['adaptive (CV)']:.4f} vs "
                   f"{figures['global share (CV)']:.4f} with the best global weight ({diff:+.4f}, 95% CI "
                   f"{low:+.4f} to {high:+.4f})", highlight=False)  # fmt: skip
+    if learned:
+        figures = data["learned"]["held_out_ndcg@10"]
+        diff, low, high = data["learned"]["learned_minus_bm25"]
+        gdiff, glow, ghigh = data["learned"]["learned_minus_global"]
+        out.print(f"learned fusion, held out ({folds} folds): nDCG@10 {figures['learned (CV)']:.4f} vs BM25 alone "
+                  f"{figures['bm25 alone']:.4f} ({diff:+.4f}, 95% CI {low:+.4f} to {high:+.4f}) and the best global "
+                  f"weight {figures['global share (CV)']:.4f} ({gdiff:+.4f}, 95% CI {glow:+.4f} to {ghigh:+.4f})",
+                  highlight=False)  # fmt: skip
     if save:
         out.print(f"saved as the tuned configuration of {data['saved_to']} (method `tuned`, and the default "
                   "of every search there that does not say otherwise)", highlight=False)  # fmt: skip

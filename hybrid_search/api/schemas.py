@@ -44,7 +44,7 @@ class SearchBody(BaseModel):
         description="Retriever weights (bm25, text_knn, ...); 0 turns one off.",
         examples=[{"bm25": 0.7}],
     )
-    fusion: Literal["linear", "rrf", "native"] | None = None
+    fusion: Literal["linear", "rrf", "native", "learned"] | None = None
     normaliser: Literal["minmax", "zscore", "l2", "dbsf"] | None = None
     rank_constant: float | None = Field(None, gt=0, allow_inf_nan=False)
     rank_window: int | None = Field(None, ge=1, le=10_000)

@@ -9,6 +9,8 @@ window, the candidates each retriever fetches)::
     linear[:<normaliser>[:<weights>]]
                                   client-side linear fusion; normaliser minmax, zscore, l2 or dbsf
     rrf[:<k>[:<weights>]]         client-side reciprocal rank fusion with rank constant k
+    learned                       the learned fusion model `hybrid-search tune --learned` saved in the index's
+                                  _meta (text queries; others fall back to linear fusion)
     tuned                         the configuration `hybrid-search tune` saved in the index's _meta
 
 ``<weights>`` is either ``name=w,name=w`` (any retrievers, e.g. ``bm25=0.7,text_knn=0.3``) or one number
@@ -32,7 +34,7 @@ from hybrid_search.fusion import NORMALISERS
 from hybrid_search.search.query import MAX_RANK_WINDOW, RETRIEVERS
 
 SINGLE = {name.replace("_", "-"): name for name in RETRIEVERS}
-FUSIONS = ("linear", "rrf", "native")
+FUSIONS = ("linear", "rrf", "native", "learned")
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,12 @@ def parse_method(spec: str) -> MethodSpec:
     if head not in FUSIONS:
         raise _fail(
             spec,
-            f"unknown method {head!r}; use one of {', '.join(SINGLE)}, native, linear, rrf or tuned",
+            f"unknown method {head!r}; use one of {', '.join(SINGLE)}, native, linear, rrf, learned or tuned",
         )
+    if head == "learned":
+        if rest:
+            raise _fail(spec, "learned takes no parameters: it is the index's learned fusion model")
+        return MethodSpec(text, fusion="learned", rank_window=window)
     if head == "native":
         if len(rest) > 1:
             raise _fail(spec, "native takes at most one parameter: native:<weights>")

@@ -30,7 +30,7 @@ RETRIEVERS: tuple[str, ...] = (
     "text_to_image",
     "image_to_text",
 )
-FUSION_METHODS: tuple[str, ...] = ("linear", "rrf", "native")
+FUSION_METHODS: tuple[str, ...] = ("linear", "rrf", "native", "learned")
 MAX_TEXT_CHARS = 1000
 MAX_PAGE_SIZE = 100
 MAX_RANK_WINDOW = 10_000  # the engines' default index.max_result_window and largest kNN k

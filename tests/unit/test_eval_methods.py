@@ -65,8 +65,10 @@ def test_fusion_specs() -> None:
     assert parse_method("native").query_params() == {"fusion": "native"}
     assert parse_method("native:0.5").query_params()["weights"] == {"bm25": 0.5, "text_knn": 0.5}
     assert parse_method("tuned").query_params() == {} and parse_method("tuned").tuned
+    assert parse_method("learned").query_params() == {"fusion": "learned"}
+    assert parse_method("learned@200").query_params() == {"fusion": "learned", "rank_window": 200}
     # every spec builds a valid SearchQuery
-    for spec in ("bm25", "linear:l2:0.9@150", "rrf:1", "native", "tuned", "text-knn"):
+    for spec in ("bm25", "linear:l2:0.9@150", "rrf:1", "native", "tuned", "text-knn", "learned"):
         SearchQuery(text="drill", size=100, **parse_method(spec).query_params())
 
 
@@ -89,6 +91,7 @@ def test_fusion_specs() -> None:
         ("linear@0", "rank window"),
         ("linear@many", "rank window"),
         ("native:0.5:0.5", "at most one"),
+        ("learned:0.5", "takes no parameters"),
     ],
 )
 def test_bad_specs_name_the_spec(spec: str, message: str) -> None:
