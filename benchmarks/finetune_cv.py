@@ -9,9 +9,9 @@ These out-of-fold lists are cached under ``.cache/finetune-cv`` (gitignored), so
 runs (``--train-folds``) and a rerun only scores. BM25 lists come from the live engine (``--index``, default
 ``bench-homedepot``: every title, see benchmarks/query.py); zero-shot dense lists from the vectors that index holds.
 
-Stage 2: bm25, dense, linear min-max 0.5, RRF k=60, the best global weight and query-adaptive fusion
-(``hybrid_search.adaptive``), with the fusion settings fitted on an inner 5-fold split and scored on its held-out part
-only, for the zero-shot encoder (all queries, and the queries the fine-tuned folds cover) and the fine-tuned one (out
+Stage 2: bm25, dense, linear min-max 0.5, RRF k=60, the best global weight, query-adaptive fusion
+(``hybrid_search.adaptive``) and learned fusion (``hybrid_search.learned``: BM25 + dense + title features), with
+the fusion settings fitted on an inner 5-fold split and scored on its held-out part only, for the zero-shot encoder (all queries, and the queries the fine-tuned folds cover) and the fine-tuned one (out
 of fold). Metrics: ``hybrid_search.evaluation.metrics`` (gain = grade - 1, relevant = grade >= 2.33), with
 paired-bootstrap 95% intervals of nDCG@10 minus BM25's.
 """
@@ -48,6 +48,7 @@ from hybrid_search.evaluation.metrics import (  # noqa: E402
 from hybrid_search.finetune import train, training_pairs  # noqa: E402
 from hybrid_search.fusion import Hit, linear_fusion, rrf_fusion  # noqa: E402
 from hybrid_search.indexing import product_text  # noqa: E402
+from hybrid_search.learned import candidate_features, fit_learned  # noqa: E402
 from hybrid_search.queue import WORKER_ENV  # noqa: E402
 
 CACHE = REPO / ".cache" / "finetune-cv"
@@ -167,19 +168,35 @@ def grid_gains(
     )
 
 
+def candidate_groups(
+    qids: Sequence[str], bm25: Mapping[str, Sequence[Hit]], dense: Mapping[str, Sequence[Hit]],
+    queries: Mapping[str, str], grades: Mapping[str, Mapping[str, float]], titles: Mapping[str, str],
+) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:  # fmt: skip
+    """Learned fusion's candidates, features and gains (unjudged = 0) per query."""
+    out = {}
+    for q in qids:
+        ids, x = candidate_features(queries[q], {"bm25": bm25[q], "text_knn": dense[q]}, titles)
+        gains = np.asarray([max(0.0, grades[q].get(d, GRADE_OFFSET) - GRADE_OFFSET) for d in ids])
+        out[q] = (ids, x, gains)
+    return out
+
+
 def evaluate_fold(
     test: Sequence[str], train: Sequence[str], bm25: Mapping[str, Sequence[Hit]],
     dense: Mapping[str, Sequence[Hit]], queries: Mapping[str, str], grades: Mapping[str, Mapping[str, float]],
-    table: np.ndarray, row_of: Mapping[str, int],
+    table: np.ndarray, row_of: Mapping[str, int], groups: Mapping[str, tuple[list[str], np.ndarray, np.ndarray]],
 ) -> dict[str, dict[str, dict[str, float]]]:  # fmt: skip
     """Every method on the ``test`` queries; fusion settings fitted on the ``train`` queries only."""
     train_rows = [row_of[q] for q in train]
     best = GRID[int(np.argmax(table[train_rows].mean(axis=0)))]
     features = [query_features(queries[q], bm25[q], dense[q]) for q in train]
     model = fit_adaptive(features, table[train_rows], GRID, alpha=ALPHA)
+    ranker = fit_learned([(groups[q][1], groups[q][2]) for q in train])
     out: dict[str, dict[str, dict[str, float]]] = {}
     for q in test:
         share = model.predict(query_features(queries[q], bm25[q], dense[q]))
+        ids, x, _ = groups[q]
+        learned = [ids[i] for i in np.argsort(-ranker.scores(x), kind="stable")[:100]]
         rankings = {
             "bm25": [h.doc_id for h in bm25[q]],
             "dense": [h.doc_id for h in dense[q]],
@@ -190,6 +207,7 @@ def evaluate_fold(
             ],
             "linear:minmax:tuned": fused(bm25[q], dense[q], best),
             "adaptive": fused(bm25[q], dense[q], share),
+            "learned": learned,
         }
         for method, ranking in rankings.items():
             out.setdefault(method, {})[q] = metrics(ranking, grades[q])
@@ -297,6 +315,7 @@ def main() -> None:
         ]
     for name, dense, subset in cases:
         table = grid_gains(subset, bm25, dense, grades)
+        groups = candidate_groups(subset, bm25, dense, queries, grades, texts)
         row_of = {q: n for n, q in enumerate(subset)}
         inner = {q: fold_of("inner:" + q, 5) for q in subset}
         per_query: dict[str, dict[str, dict[str, float]]] = {}
@@ -304,7 +323,7 @@ def main() -> None:
             test = [q for q in subset if inner[q] == k]
             train_q = [q for q in subset if inner[q] != k]
             for method, rows in evaluate_fold(
-                test, train_q, bm25, dense, queries, grades, table, row_of
+                test, train_q, bm25, dense, queries, grades, table, row_of, groups
             ).items():
                 per_query.setdefault(method, {}).update(rows)
         report_out[name] = {"queries": len(subset), **summarise(per_query)}

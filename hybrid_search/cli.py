@@ -412,7 +412,12 @@ def search(
             "attr.<name> (a repeated key matches any of its values).",
         ),
     ] = None,
-    fusion: Annotated[str | None, typer.Option(help="linear, rrf or native [default: the setting].")] = None,
+    fusion: Annotated[
+        str | None,
+        typer.Option(
+            help="linear, rrf, native or learned [default: the index's tuned fusion, else the setting]."
+        ),
+    ] = None,
     normaliser: Annotated[str | None, typer.Option(help="minmax, zscore, l2 or dbsf (linear).")] = None,
     rank_constant: Annotated[float | None, typer.Option(help="k of reciprocal rank fusion.")] = None,
     rank_window: Annotated[int | None, typer.Option(help="Candidates per retriever.")] = None,
