@@ -6,8 +6,10 @@
 
 Without ``--url`` the script serves the API itself (``hybrid-search serve`` in a subprocess on a free loopback
 port, models preloaded, voice off) on the Luma catalogue index ``bench-luma`` of ``benchmarks/query.py``, built
-(once, with the library ``Ingestor``) when missing or incomplete. With ``--url`` the server searches its own
-index, which should hold the Luma catalogue (``hybrid-search run --catalog ../shared/datasets/luma``).
+(once, with the library ``Ingestor``) when missing, incomplete or made by other encoders than the settings name
+(per vector field: encoder name, version and dimension against the index ``_meta``; an index from an older colour
+encoder would answer every photo search with HTTP 409). With ``--url`` the server searches its own index, which
+should hold the Luma catalogue (``hybrid-search run --catalog ../shared/datasets/luma``).
 
 Each client is a closed loop (send, wait for the answer, send the next) over one shared connection pool (httpx,
 asyncio). A request is a photo search (``POST /search/image``, a Luma product photo) with probability
@@ -156,17 +158,14 @@ async def run_level(
 
 
 def ensure_luma_index(datasets: Path) -> str:
-    """``bench-luma-v1`` with the Luma catalogue (reused when complete; built like ``benchmarks/query.py``)."""
+    """``bench-luma-v1`` with the Luma catalogue, built like ``benchmarks/query.py``: reused only when it holds
+    every product and its vector fields were made by the configured encoders (else rebuilt, saying why)."""
     from hybrid_search.engine import create_engine
     from hybrid_search.indexing import configured_encoders
 
     settings = get_settings()
     products, base_dir = read_products(datasets / "luma")
     with create_engine(settings) as engine:
-        name = f"{LUMA_ALIAS}-v1"
-        if name in engine.versions(LUMA_ALIAS).values() and engine.count(name) == len(products):
-            log(f"reusing {name} ({len(products)} products)")
-            return LUMA_ALIAS
         ensure_index(engine, settings, LUMA_ALIAS, products, configured_encoders(settings),
                      base_dir=base_dir, rebuild=False, batch=64)  # fmt: skip
     return LUMA_ALIAS

@@ -5,7 +5,8 @@
 
 Text queries: ``--queries`` Home Depot queries (a fixed random sample of ``homedepot/queries_dev.tsv``) over
 an index of its 54,667 product titles, built once with the library :class:`Ingestor` (MiniLM text vectors)
-as ``bench-homedepot-v1`` and reused while it holds every title (``--rebuild`` forces a new one).
+as ``bench-homedepot-v1`` and reused while it holds every title and its vector fields come from the configured
+encoders (``--rebuild`` forces a new one).
 Image queries: catalogue photos over the Luma catalogue (``bench-luma-v1``, built the same way with photo,
 colour and fused vectors).
 
@@ -48,6 +49,7 @@ if str(REPO) not in sys.path:
 
 from hybrid_search.catalog import Product, open_catalogue  # noqa: E402
 from hybrid_search.engine import SearchEngine, create_engine, definition_from_settings  # noqa: E402
+from hybrid_search.engine.definition import vector_record_changes  # noqa: E402
 from hybrid_search.fusion import Hit, fuse  # noqa: E402
 from hybrid_search.indexing import configured_encoders, encoder_records  # noqa: E402
 from hybrid_search.ingest.pipeline import Ingestor  # noqa: E402
@@ -102,17 +104,27 @@ def ensure_index(
     rebuild: bool,
     batch: int,
 ) -> str:
-    """``<alias>-v1`` holding ``products``: reused when its count matches, else (re)built with the Ingestor."""
+    """``<alias>-v1`` holding ``products``: reused when its count matches and its vector fields come from
+    ``encoders`` (name, version and dimension per field, :func:`vector_record_changes`), else (re)built with
+    the Ingestor. An index built with other encoders would answer every query on those fields with an
+    encoder mismatch."""
     name = f"{alias}-v1"
+    definition = definition_from_settings(settings, encoder_records(settings, encoders))
     if name in engine.versions(alias).values() and not rebuild:
         count = engine.count(name)
-        if count == len(products):
+        changes = vector_record_changes(definition, engine.vector_records(name))
+        if count == len(products) and not changes:
             log(f"reusing {name} ({count} products)")
             return name
-        log(f"{name} holds {count} products, expected {len(products)}: rebuilding")
+        if changes:
+            log(f"{name} was built with other encoders than the settings': rebuilding")
+            for change in changes:
+                log(f"  {change}")
+        else:
+            log(f"{name} holds {count} products, expected {len(products)}: rebuilding")
     for old in engine.versions(alias).values():
         engine.delete_index(old)
-    engine.create_index(alias, definition_from_settings(settings, encoder_records(settings, encoders)))
+    engine.create_index(alias, definition)
     ingestor = Ingestor(settings, engine, encoders)
     started = time.perf_counter()
     done = 0

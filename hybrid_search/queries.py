@@ -54,6 +54,9 @@ DISPLAY_DOCVALUES: dict[str, str] = {
     "image_url": "image_url",
 }
 MULTI_VALUED_DISPLAY: frozenset[str] = frozenset({"categories", "colour"})
+# a hit's stored revision, carried next to its doc-value fields until the page is displayed (never shown)
+REVISION_FIELD = "_revision"
+Revision = tuple[str, int, int]  # (concrete index, seq_no, primary_term)
 
 # filter name -> keyword field it matches exactly (the colour and material keywords are lowercased by the
 # ``facet`` normalizer, which the engine also applies to the filter value)
@@ -148,12 +151,32 @@ def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
 
 
 def docvalue_options() -> dict[str, Any]:
-    """Request options that return :data:`DISPLAY_DOCVALUES` and no stored fields (no ``_id``, no ``_source``)."""
-    return {"stored_fields": "_none_", "docvalue_fields": list(DISPLAY_DOCVALUES.values())}
+    """Request options that return :data:`DISPLAY_DOCVALUES` and no stored fields (no ``_id``, no ``_source``),
+    with each hit's stored revision (``_seq_no``, ``_primary_term``: :func:`hit_revision`)."""
+    return {
+        "stored_fields": "_none_",
+        "docvalue_fields": list(DISPLAY_DOCVALUES.values()),
+        "seq_no_primary_term": True,
+    }
+
+
+def hit_revision(hit: Mapping[str, Any]) -> Revision | None:
+    """``(index, seq_no, primary_term)`` of a hit: one stored version of the document (every write to it gives
+    a new ``_seq_no``); None when the hit does not carry them."""
+    index, seq_no, term = hit.get("_index"), hit.get("_seq_no"), hit.get("_primary_term")
+    if not isinstance(index, str) or not isinstance(seq_no, int) or not isinstance(term, int):
+        return None
+    if isinstance(seq_no, bool) or seq_no < 0 or term < 1:  # unassigned (-2) or unknown: no stable revision
+        return None
+    return index, seq_no, term
 
 
 def display_from_docvalues(hit: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(id, display fields)`` of a hit fetched with :func:`docvalue_options` (id: the ``id`` field, else ``_id``)."""
+    """``(id, display fields)`` of a hit fetched with :func:`docvalue_options` (id: the ``id`` field, else ``_id``).
+
+    The fields also carry the hit's stored revision under :data:`REVISION_FIELD` when it has one: the search
+    layer uses it to reuse display fields it read before, and removes it before a hit is shown.
+    """
     values = hit.get("fields") or {}
     fields: dict[str, Any] = {}
     for name, source in DISPLAY_DOCVALUES.items():
@@ -164,6 +187,9 @@ def display_from_docvalues(hit: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
             fields[name] = found[0] if found else None
     doc_id = fields["id"] if fields["id"] is not None else hit.get("_id")
     fields["id"] = doc_id
+    revision = hit_revision(hit)
+    if revision is not None:
+        fields[REVISION_FIELD] = revision
     return str(doc_id), fields
 
 
@@ -295,6 +321,8 @@ __all__ = [
     "MULTI_VALUED_DISPLAY",
     "PRICE_FIELD",
     "PRICE_RANGES",
+    "REVISION_FIELD",
+    "Revision",
     "bm25_query",
     "bm25_request",
     "candidates_request",
@@ -302,6 +330,7 @@ __all__ = [
     "docvalue_options",
     "facet_aggs",
     "filter_clauses",
+    "hit_revision",
     "knn_clause",
     "knn_request",
     "native_hybrid_request",

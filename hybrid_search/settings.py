@@ -130,7 +130,10 @@ class Settings(BaseSettings):
     )
 
     # --- fusion defaults ------------------------------------------------------------------------------
-    fusion_method: Literal["linear", "rrf", "native"] = Field("linear", description="Default fusion method.")
+    fusion_method: Literal["linear", "rrf", "native", "learned"] = Field(
+        "linear",
+        description="Default fusion method (`learned` needs a model from `hybrid-search tune --learned`).",
+    )
     fusion_normaliser: Literal["minmax", "zscore", "l2", "dbsf"] = Field(
         "minmax", description="Score normaliser of `linear`."
     )
@@ -159,6 +162,12 @@ class Settings(BaseSettings):
     search_display: Literal["source", "docvalues"] = Field(
         "source",
         description="Where hit fields come from: `source` (exact, one `_mget` of the page) or `docvalues`.",
+    )
+    search_display_cache: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Products whose `source` display fields a search process keeps, per stored revision (0: off).",
     )
     search_torch_threads: int = Field(
         1,
@@ -197,7 +206,7 @@ class Settings(BaseSettings):
         description="Torch intra-op threads of each worker process (0: the CPU cores divided by the worker processes).",
     )
     encode_batch_size: int | None = Field(
-        None, ge=1, le=4096, description="Encoder batch size (default: 64 text, 32 images)."
+        None, ge=1, le=4096, description="Encoder batch size (default: 64 text, 16 images)."
     )
     image_max_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest product photo accepted, in bytes."

@@ -40,7 +40,11 @@ from hybrid_search.engine.definition import vector_roles
 from hybrid_search.errors import ConfigurationError, EncoderMismatchError, ValidationError
 from hybrid_search.fusion import FusedHit, Hit, fuse
 from hybrid_search.indexing import PHOTO_ROLES, fused_ref
-from hybrid_search.queries import DISPLAY_FIELDS, display_from_docvalues
+from hybrid_search.learned import DENSE as LEARNED_DENSE
+from hybrid_search.learned import LEXICAL as LEARNED_LEXICAL
+from hybrid_search.learned import LearnedFusion
+from hybrid_search.queries import DISPLAY_FIELDS, REVISION_FIELD, display_from_docvalues
+from hybrid_search.search.display import DisplayCache, revision_key
 from hybrid_search.search.photo_fusion import DEFAULT_EPSILON, KIND, photo_fusion
 from hybrid_search.search.plan import (
     SPECS,
@@ -122,6 +126,7 @@ class SearchService:
         }
         self._records: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        self.display_cache = DisplayCache(settings.search_display_cache)
 
     # ---- configuration --------------------------------------------------------------------------------
 
@@ -186,6 +191,13 @@ class SearchService:
                 query, retrievers, vectors, window, filters, index, timings,
                 method=method, normaliser=normaliser, rank_constant=rank_constant,
             )  # fmt: skip
+        if method == "learned":
+            if response.get("learned_fallback"):  # this query cannot be ranked by the model: linear fusion
+                fusion_info.update(
+                    method="linear", normaliser=normaliser, learned=response["learned_fallback"]
+                )
+            else:
+                fusion_info["learned"] = True  # weights do not apply: the model ranks
         if response.get("adaptive_weights"):  # query-adaptive fusion chose this query's weights
             fusion_info["weights"] = {k: round(v, 6) for k, v in response["adaptive_weights"].items()}
             fusion_info["adaptive"] = True
@@ -238,6 +250,54 @@ class SearchService:
                 f"the adaptive fusion model saved in {index}'s _meta is invalid ({exc}); run hybrid-search tune "
                 "--adaptive again or remove it (hybrid-search untune)"
             ) from None
+
+    def learned(self, index: str) -> LearnedFusion | None:
+        """The index's learned fusion model (``hybrid-search tune --learned``), or None.
+
+        Read whatever ``use_tuned`` says: a query that asks for ``fusion="learned"`` asks for this model.
+        """
+        data = (self.engine.tuned_config(index) or {}).get("learned")
+        if not data:
+            return None
+        try:
+            return LearnedFusion.from_dict(data)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"the learned fusion model saved in {index}'s _meta is invalid ({exc}); run hybrid-search tune "
+                "--learned again or remove it (hybrid-search untune)"
+            ) from None
+
+    def _learned_model(
+        self, query: SearchQuery, index: str, lists: Mapping[str, Sequence[Hit]]
+    ) -> tuple[LearnedFusion | None, str | None]:
+        """The model for a ``learned`` query, or None and why it falls back to ``linear``.
+
+        It ranks text queries (no photo) answered by BM25 and text kNN; other retrievers' lists are not used.
+        """
+        if query.text is None or query.image is not None:
+            return None, "learned fusion ranks text queries without a photo"
+        if not lists.get(LEARNED_LEXICAL) and not lists.get(LEARNED_DENSE):
+            return None, f"learned fusion needs the {LEARNED_LEXICAL} or {LEARNED_DENSE} retriever"
+        model = self.learned(index)
+        if model is None:
+            raise ValidationError(
+                f"{index} has no learned fusion model: train one with hybrid-search tune --learned, or use "
+                "another fusion",
+                field="fusion",
+            )
+        return model, None
+
+    def _titles(
+        self, index: str, lists: Mapping[str, Sequence[Hit]], sources: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, str | None]:
+        """Titles of the BM25 and text kNN candidates: doc values, and ``_source`` for titles too long for them."""
+        ids = {h.doc_id for name in (LEARNED_LEXICAL, LEARNED_DENSE) for h in lists.get(name, ())}
+        titles = {doc: sources.get(doc, {}).get("title") for doc in ids}
+        missing = [doc for doc, title in titles.items() if title is None]
+        if missing:
+            found = self.engine.get_fields(index, missing, ["title"])
+            titles.update({doc: found.get(doc, {}).get("title") for doc in missing})
+        return titles
 
     def _adaptive_weights(
         self,
@@ -398,6 +458,12 @@ class SearchService:
         )
         t = time.perf_counter()
         adaptive: dict[str, float] | None = None
+        model: LearnedFusion | None = None
+        learned_fallback: str | None = None
+        if method == "learned":
+            model, learned_fallback = self._learned_model(query, index, lists)
+            if model is None:
+                method = "linear"  # with the tuned (or the settings') normaliser and weights
         if self._photo_fusion_applies(query, method, lists):
             kind_weight = self.settings.photo_kind_weight
             fused = photo_fusion(
@@ -420,14 +486,22 @@ class SearchService:
             if adaptive is not None:
                 # a retriever the model turned off for this query has run, but does not count
                 lists = {name: hits for name, hits in lists.items() if adaptive.get(name, 0.0) > 0}
-            fused = fuse(
-                method,
-                lists,
-                {n: w for n, w in adaptive.items() if n in lists} if adaptive is not None else weights,
-                normaliser=normaliser,
-                rank_constant=rank_constant,
-                limit=query.page * query.size,
-            )
+            if model is not None:
+                assert query.text is not None
+                lists = {
+                    name: hits for name, hits in lists.items() if name in (LEARNED_LEXICAL, LEARNED_DENSE)
+                }
+                titles = self._titles(index, lists, sources)
+                fused = model.fuse(query.text, lists, titles, limit=query.page * query.size)
+            else:
+                fused = fuse(
+                    method,
+                    lists,
+                    {n: w for n, w in adaptive.items() if n in lists} if adaptive is not None else weights,
+                    normaliser=normaliser,
+                    rank_constant=rank_constant,
+                    limit=query.page * query.size,
+                )
         timings["fusion_ms"] = _ms(t)
         start = (query.page - 1) * query.size
         page = [
@@ -452,6 +526,7 @@ class SearchService:
             "facets": facets,
             "photo_kind": kind,
             "adaptive_weights": adaptive,
+            "learned_fallback": learned_fallback,
         }
 
     def _photo_fusion_applies(
@@ -526,17 +601,26 @@ class SearchService:
         rank window is the slowest part of a search). ``search_display = "source"``: one ``_mget`` of the page
         replaces them with the exact ``_source`` values (:data:`DISPLAY_FIELDS`). ``"docvalues"``: they stay
         (colour lowercased, ``categories`` instead of ``category_path``); only titles longer than the
-        ``title.raw`` limit are fetched from ``_source``.
+        ``title.raw`` limit are fetched from ``_source``. ``source`` fields already read for the same stored
+        revision of a product come from :attr:`display_cache` (:mod:`.display`) instead of the ``_mget``.
         """
+        keys = {h.id: revision_key(h.id, h.fields.pop(REVISION_FIELD, None)) for h in hits}
+        found: dict[str, dict[str, Any]] = {}
         if self.settings.search_display == "source":
-            wanted = [h.id for h in hits]
+            cached = self.display_cache.get_many(k for k in keys.values() if k is not None)
+            found = {h.id: cached[k] for h in hits if (k := keys[h.id]) is not None and k in cached}
+            wanted = [h.id for h in hits if h.id not in found]
         else:
             wanted = [h.id for h in hits if h.fields.get("title") is None]
-        if not wanted:
-            return
-        t = time.perf_counter()
-        found = self.engine.get_fields(index, wanted, list(DISPLAY_FIELDS))
-        timings["display_ms"] = _ms(t)
+        if wanted:
+            t = time.perf_counter()
+            fetched = self.engine.get_fields(index, wanted, list(DISPLAY_FIELDS))
+            timings["display_ms"] = _ms(t)
+            found.update(fetched)
+            if self.settings.search_display == "source":
+                for doc_id, stored in fetched.items():
+                    if (key := keys.get(doc_id)) is not None:
+                        self.display_cache.put(key, stored)
         for hit in hits:
             source = found.get(hit.id)
             if source is None:

@@ -385,3 +385,72 @@ def test_query_adaptive_fusion_weights_each_query(catalogue: Catalogue, tmp_path
         assert saved is not None and saved["fusion"] == "linear" and saved["normaliser"] == "minmax"
         assert AdaptiveFusion.from_dict(saved["adaptive"]).grid == model.grid
         fresh.set_tuned_config(c.index, None)
+
+
+def test_learned_fusion_ranks_every_candidate_with_its_title(catalogue: Catalogue, tmp_path: Path) -> None:
+    import math
+
+    from hybrid_search.evaluation.learned_tuning import fit_with_cv
+    from hybrid_search.learned import FEATURES, LearnedFusion, candidate_features
+
+    c = catalogue
+    queries, judged = eval_queries(c)
+    titles = {str(p["id"]): str(p["title"]) for p in PRODUCTS}
+    candidates = fetch_candidates(c.fixed, c.index, queries, ["bm25", "text_knn"], [16])[16]
+    model, report = fit_with_cv(queries, candidates, titles, judged, folds=2, rank_window=16)
+    assert report["queries"] == 6 and set(report["held_out_ndcg@10"]) == {
+        "bm25 alone",
+        "global share (CV)",
+        "learned (CV)",
+    }
+    assert model.rank_window == 16 and set(report["coefficients"]) == set(FEATURES)
+
+    # a planted model that ranks by the share of the query's words in the title, then by BM25's min-max score
+    coef = [0.0] * len(FEATURES)
+    coef[FEATURES.index("title_word_coverage")] = 1.0
+    coef[FEATURES.index("lexical_minmax")] = 0.01
+    planted = LearnedFusion(mean=(0.0,) * len(FEATURES), scale=(1.0,) * len(FEATURES), coef=tuple(coef))
+    text = "red paint for walls"
+    request = SearchQuery(text=text, size=10, facets=False, fusion="learned", rank_window=16, explain=True)
+    with pytest.raises(ValidationError, match="no learned fusion model"):
+        c.fixed.search(request, index=c.index)
+    c.engine.set_tuned_config(c.index, {"fusion": "learned", "normaliser": "minmax", "rank_window": 16,
+                                        "weights": {"bm25": 0.5, "text_knn": 0.5}, "learned": planted.to_dict()})  # fmt: skip
+    try:
+        live = c.fixed.search(request, index=c.index)  # asked for by the query: use_tuned=False still uses it
+        ids, features = candidate_features(text, candidates["q2"], titles)
+        expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -planted.scores(features)[i])][:10]
+        assert [h.id for h in live.hits] == expected
+        assert live.hits[0].id == "p05"  # "Interior wall paint red satin": red, paint, wall(s)
+        assert live.fusion["method"] == "learned" and live.fusion["learned"] is True
+        for hit in live.hits:
+            assert hit.explain is not None and set(hit.explain) == {"bm25", "text_knn", "title_match"}
+            assert math.isclose(hit.score, math.fsum(part["weighted"] for part in hit.explain.values()))
+        # the index default: a query that says nothing gets the learned ranking
+        default = c.tuned.search(SearchQuery(text=text, size=10, facets=False), index=c.index)
+        assert [h.id for h in default.hits] == expected
+        # an explicit other fusion still wins
+        other = c.tuned.search(SearchQuery(text=text, size=10, facets=False, fusion="rrf"), index=c.index)
+        assert other.fusion["method"] == "rrf" and "learned" not in other.fusion
+    finally:
+        c.engine.set_tuned_config(c.index, None)
+
+    if c.engine.kind != "opensearch":
+        return  # the CLI reads the engine from the settings (OpenSearch here)
+    out = tmp_path / "learned.json"
+    result = cli("tune", "--queries", str(c.queries), "--qrels", str(c.qrels), "--grade-offset", "1",
+                 "--relevant-grade", "2.33", "--index", c.index, "--folds", "2", "--windows", "16", "--steps", "2",
+                 "--fusions", "linear", "--normalisers", "minmax", "--learned", "--verify", "2",
+                 "--bootstrap", "200", "--json", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "learned fusion, held out (2 folds)" in result.stdout
+    assert json.loads(out.read_text())["learned"]["queries"] == 6
+    with create_engine(c.settings) as fresh:
+        saved = fresh.tuned_config(c.index)
+        assert saved is not None and saved["fusion"] == "learned"
+        assert LearnedFusion.from_dict(saved["learned"]).rank_window == 16
+        evaluated = cli("eval", "--queries", str(c.queries), "--qrels", str(c.qrels), "--grade-offset", "1",
+                        "--relevant-grade", "2.33", "--index", c.index, "--methods", "bm25 learned tuned")  # fmt: skip
+        assert evaluated.exit_code == 0, evaluated.output
+        assert "learned" in evaluated.stdout
+        fresh.set_tuned_config(c.index, None)

@@ -17,7 +17,15 @@ def col(name: str) -> int:
 
 
 def test_tokens_keep_sizes_and_strip_plurals() -> None:
-    assert tokens("3/4 in. Copper Pipes, 1.5 GAL glass") == ["3/4", "in", "copper", "pipe", "1.5", "gal", "glass"]
+    assert tokens("3/4 in. Copper Pipes, 1.5 GAL glass") == [
+        "3/4",
+        "in",
+        "copper",
+        "pipe",
+        "1.5",
+        "gal",
+        "glass",
+    ]
     assert tokens("") == [] and tokens("--- !!") == []
     assert tokens("Çà va DRILLS") == ["çà", "va", "drill"]
 
@@ -39,7 +47,9 @@ def test_candidate_features_by_hand() -> None:
     assert a[col("dense_score")] == pytest.approx(0.4)  # not in the dense list: its lowest score
     assert a[col("dense_listed")] == 0.0 and a[col("dense_minmax")] == 0.0
     assert b[col("dense_score")] == pytest.approx(0.8) and b[col("dense_minmax")] == pytest.approx(1.0)
-    assert c[col("dense_minmax")] == pytest.approx(0.5) and c[col("dense_reciprocal_rank")] == pytest.approx(1 / 62)
+    assert c[col("dense_minmax")] == pytest.approx(0.5) and c[col("dense_reciprocal_rank")] == pytest.approx(
+        1 / 62
+    )
     # query words {3/4, copper, pipe}, numbers {3/4}, pairs {(3/4, copper), (copper, pipe)}
     assert a[col("title_word_coverage")] == 1.0 and b[col("title_word_coverage")] == pytest.approx(1 / 3)
     assert a[col("title_number_coverage")] == 1.0 and b[col("title_number_coverage")] == 0.0

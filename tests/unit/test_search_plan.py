@@ -32,7 +32,12 @@ ENCODERS = ["text", "image", "colour"]
 FIELDS = {"text": "text_vector", "image": "image_vector", "colour": "colour_vector", "fused": "fused_vector"}
 FILTERS = [{"term": {"categories": "Jackets"}}, {"range": {"price": {"lte": 80.0}}}]
 # retrieval reads doc values only: no _id, no stored _source (which holds the vectors)
-DOCVALUES = {"_source": False, "stored_fields": "_none_", "docvalue_fields": list(DISPLAY_DOCVALUES.values())}
+DOCVALUES = {
+    "_source": False,
+    "stored_fields": "_none_",
+    "docvalue_fields": list(DISPLAY_DOCVALUES.values()),
+    "seq_no_primary_term": True,  # each hit's stored revision, for the display cache
+}
 MULTI_MATCH = {
     "multi_match": {"query": "red coat", "fields": list(BM25_FIELDS), "type": "most_fields", "operator": "or"}
 }
