@@ -172,10 +172,11 @@ def candidate_groups(
     qids: Sequence[str], bm25: Mapping[str, Sequence[Hit]], dense: Mapping[str, Sequence[Hit]],
     queries: Mapping[str, str], grades: Mapping[str, Mapping[str, float]], titles: Mapping[str, str],
 ) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:  # fmt: skip
-    """Learned fusion's candidates, features and gains (unjudged = 0) per query."""
+    """Learned fusion's candidates, features and gains (unjudged = 0) per query (``dense`` empty: BM25 only)."""
     out = {}
     for q in qids:
-        ids, x = candidate_features(queries[q], {"bm25": bm25[q], "text_knn": dense[q]}, titles)
+        lists = {"bm25": bm25[q], "text_knn": dense[q]} if dense else {"bm25": bm25[q]}
+        ids, x = candidate_features(queries[q], lists, titles)
         gains = np.asarray([max(0.0, grades[q].get(d, GRADE_OFFSET) - GRADE_OFFSET) for d in ids])
         out[q] = (ids, x, gains)
     return out
@@ -185,6 +186,7 @@ def evaluate_fold(
     test: Sequence[str], train: Sequence[str], bm25: Mapping[str, Sequence[Hit]],
     dense: Mapping[str, Sequence[Hit]], queries: Mapping[str, str], grades: Mapping[str, Mapping[str, float]],
     table: np.ndarray, row_of: Mapping[str, int], groups: Mapping[str, tuple[list[str], np.ndarray, np.ndarray]],
+    lexical_groups: Mapping[str, tuple[list[str], np.ndarray, np.ndarray]],
 ) -> dict[str, dict[str, dict[str, float]]]:  # fmt: skip
     """Every method on the ``test`` queries; fusion settings fitted on the ``train`` queries only."""
     train_rows = [row_of[q] for q in train]
@@ -192,11 +194,14 @@ def evaluate_fold(
     features = [query_features(queries[q], bm25[q], dense[q]) for q in train]
     model = fit_adaptive(features, table[train_rows], GRID, alpha=ALPHA)
     ranker = fit_learned([(groups[q][1], groups[q][2]) for q in train])
+    lexical_ranker = fit_learned([(lexical_groups[q][1], lexical_groups[q][2]) for q in train])
     out: dict[str, dict[str, dict[str, float]]] = {}
     for q in test:
         share = model.predict(query_features(queries[q], bm25[q], dense[q]))
         ids, x, _ = groups[q]
         learned = [ids[i] for i in np.argsort(-ranker.scores(x), kind="stable")[:100]]
+        lids, lx, _ = lexical_groups[q]
+        lexical_only = [lids[i] for i in np.argsort(-lexical_ranker.scores(lx), kind="stable")[:100]]
         rankings = {
             "bm25": [h.doc_id for h in bm25[q]],
             "dense": [h.doc_id for h in dense[q]],
@@ -208,6 +213,7 @@ def evaluate_fold(
             "linear:minmax:tuned": fused(bm25[q], dense[q], best),
             "adaptive": fused(bm25[q], dense[q], share),
             "learned": learned,
+            "learned, bm25 + title only": lexical_only,
         }
         for method, ranking in rankings.items():
             out.setdefault(method, {})[q] = metrics(ranking, grades[q])
@@ -316,6 +322,7 @@ def main() -> None:
     for name, dense, subset in cases:
         table = grid_gains(subset, bm25, dense, grades)
         groups = candidate_groups(subset, bm25, dense, queries, grades, texts)
+        lexical_groups = candidate_groups(subset, bm25, {}, queries, grades, texts)
         row_of = {q: n for n, q in enumerate(subset)}
         inner = {q: fold_of("inner:" + q, 5) for q in subset}
         per_query: dict[str, dict[str, dict[str, float]]] = {}
@@ -323,7 +330,7 @@ def main() -> None:
             test = [q for q in subset if inner[q] == k]
             train_q = [q for q in subset if inner[q] != k]
             for method, rows in evaluate_fold(
-                test, train_q, bm25, dense, queries, grades, table, row_of, groups
+                test, train_q, bm25, dense, queries, grades, table, row_of, groups, lexical_groups
             ).items():
                 per_query.setdefault(method, {}).update(rows)
         report_out[name] = {"queries": len(subset), **summarise(per_query)}
