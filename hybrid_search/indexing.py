@@ -18,9 +18,12 @@ def configured_encoders(settings: Settings) -> dict[str, Any]:
     """``{role: encoder}`` for the text, image and colour roles (models load lazily on first use)."""
     from hybrid_search.encoders import get_encoder
 
+    batch = settings.encode_batch_size  # None: each encoder's default (64 texts, 16 images)
     encoders: dict[str, Any] = {
-        "text": get_encoder(settings.text_encoder, device=settings.device, modality="text"),
-        "image": get_encoder(settings.image_encoder, device=settings.device, modality="image"),
+        "text": get_encoder(settings.text_encoder, device=settings.device, batch_size=batch, modality="text"),
+        "image": get_encoder(
+            settings.image_encoder, device=settings.device, batch_size=batch, modality="image"
+        ),
     }
     if settings.colour_vectors:
         encoders["colour"] = get_encoder(settings.colour_encoder)

@@ -3,13 +3,15 @@
 ``luma_index`` fills a new ``test-api-<random>`` alias with the 199 Luma products through the library
 :class:`Ingestor` (real MiniLM, EfficientNet-Lite0 and colour vectors). ``ApiServer`` runs ``hybrid-search serve``
 as a subprocess (uvicorn) on a free port with that alias, a private ingest queue and the Luma folder as photo
-root, and waits until it answers.
+root, and waits until it answers. ``Worker`` runs ``hybrid-search workers`` (Celery) as a subprocess with the
+environment given (its queue, its encoders) and waits until it is ready.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -140,6 +142,44 @@ class ApiServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+class Worker:
+    """``hybrid-search workers`` in a subprocess, with the environment given (its queue, its encoders).
+
+    ``node`` is its Celery node name (``<prefix>-<random>@%h``); the constructor returns once the worker's log
+    says it is ready, and fails the test with the log's end when it exits or is not ready within ``timeout_s``.
+    """
+
+    def __init__(
+        self, env: Mapping[str, str], log: Path, *, prefix: str = "test", timeout_s: float = 180.0
+    ) -> None:
+        self.node = f"{prefix}-{uuid.uuid4().hex[:6]}@%h"
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", self.node],
+                env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while b" ready." not in log.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the worker did not start; its log:\n{self.text()[-3000:]}", pytrace=False)
+            time.sleep(0.5)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 60 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @contextmanager

@@ -40,7 +40,9 @@ ItemT = TypeVar("ItemT")
 ModelT = TypeVar("ModelT")
 
 DEFAULT_TEXT_BATCH_SIZE = 64
-DEFAULT_IMAGE_BATCH_SIZE = 32
+# CPU images/s are the same at 16 as at 32, and a batch of 16 takes ~470 MB less of a worker's peak memory
+# (EfficientNet-Lite0 activations kept by the worker's allocator settings: +340 MB at 16, +810 MB at 32)
+DEFAULT_IMAGE_BATCH_SIZE = 16
 
 
 @runtime_checkable

@@ -27,7 +27,8 @@ CPU throughput: environment knobs for the worker process
     glibc reads these once at process start, so they must be in the worker's environment (systemd unit,
     container ``ENV``, the command line that starts the worker); setting ``os.environ`` from Python inside
     a running process has no effect, and this package does not try. The cost is a higher resident set
-    (freed activations are kept: a few hundred MB at batch 32). ``benchmarks/encoders.py`` measures both.
+    (freed activations are kept: ~340 MB at batch 16, the default, ~810 MB at 32, with no more images/s).
+    ``benchmarks/encoders.py`` measures both.
     Channels-last input is a further 18-41% on CPU with identical embeddings; it is on by default here.
 """
 

@@ -50,7 +50,7 @@ def get_encoder(
 ) -> Encoder[Any]:
     """Build the encoder named by ``spec`` (see the module docstring); the model loads on first use.
 
-    ``device`` overrides :func:`pick_device`'s choice; ``batch_size`` defaults to 64 for text, 32 for
+    ``device`` overrides :func:`pick_device`'s choice; ``batch_size`` defaults to 64 for text, 16 for
     images. ``modality`` picks the tower of a ``clip:`` model and, for the others, is checked if given.
     Raises :class:`ConfigurationError` for an unknown spec or a bad combination and
     :class:`EncoderError` for a weights file that does not exist.

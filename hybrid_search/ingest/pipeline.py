@@ -9,7 +9,8 @@ Per batch:
    ``photo_vectors_max``) and hash them together;
 3. ask the engine for the hashes it already stores: unchanged text or photos are **not** re-embedded;
 4. embed what changed, batched (text; photo; colour histogram; every photo, one nested object each, whose
-   first object also gives the main photo's vectors) and build the fused vector;
+   first object also gives the main photo's vectors) and build the fused vector. Each photo is decoded once;
+   they are embedded :data:`PHOTO_CHUNK` at a time and released before more are decoded;
 5. upsert every product (partial update: vectors that did not change keep their stored values), id = product id.
 
 Everything that fails for one product (bad record, missing/corrupt/oversized photo, refused document) is returned
@@ -51,7 +52,10 @@ _ROLE_FIELDS = {
 }
 
 
-PHOTO_CHUNK = 64  # photos decoded before they are embedded and released (bounds a worker's memory)
+# photos embedded at a time, then released: bounds a worker's memory; a multiple of the image encoder's batch size,
+# so that every chunk runs the same batch shapes
+PHOTO_CHUNK = 64
+_Rows = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]  # one product's photo vectors: image, colour
 
 
 def content_hash(data: bytes | str) -> str:
@@ -124,49 +128,40 @@ class Ingestor:
         stored = self.engine.get_fields(index, [i.product.id for i in items], hashes)
         items = self._read_photos(items, base_dir, report, every=bool(photo_roles))
         texts = [i for i in items if stored.get(i.product.id, {}).get("text_hash") != i.text_hash]
-        photos = [
-            i
+        # the main photo changed: new top-level image, colour (and fused) vectors
+        main = {
+            i.product.id
             for i in items
             if i.photo is not None and stored.get(i.product.id, {}).get("image_hash") != i.image_hash
-        ]
-        images = self._decode(photos, report)
-        undecodable = {f["id"] for f in report.failed}  # a bad main photo is reported once, not again below
-        changed_photos = [
-            i
+        }
+        # any photo changed: every photo re-embedded into the nested photo vectors
+        every = {
+            i.product.id
             for i in items
             if photo_roles
             and i.all_photos
-            and i.product.id not in undecodable
             and stored.get(i.product.id, {}).get("photos_hash") != i.photos_hash
-        ]
-        every = self._embed_photos(changed_photos, report, photo_roles)
+        }
+        photo_items = [i for i in items if i.product.id in main or i.product.id in every]
+        photo_rows = self._embed_photos(photo_items, report, photo_roles, main=main, every=every)
         failed_ids = {f["id"] for f in report.failed}
         items = [i for i in items if i.product.id not in failed_ids]
         texts = [i for i in texts if i.product.id not in failed_ids]
-        images = [(i, img) for i, img in images if i.product.id not in failed_ids]
 
         text_vectors = self._embed("text", [i.text for i in texts])
-        main = [(i, img) for i, img in images if i.product.id not in every]  # the others: their first photo's
-        image_vectors = self._embed("image", [img for _i, img in main])
-        colour_vectors = (
-            self._embed("colour", [img for _i, img in main]) if "colour" in self.encoders else None
-        )
         report.text_embedded = len(texts)
-        report.images_embedded = len({i.product.id for i, _img in images} | set(every))  # products
+        report.images_embedded = len(photo_rows)  # products
 
         new_text = {i.product.id: text_vectors[n] for n, i in enumerate(texts)}
-        new_image = {i.product.id: image_vectors[n] for n, (i, _img) in enumerate(main)}
-        for n, (i, _img) in enumerate(main):
-            if colour_vectors is not None:
-                i.doc[self.fields["colour"]] = colour_vectors[n].tolist()
-            i.doc[self.fields["image"]] = image_vectors[n].tolist()
-        for i, _img in images:
-            if i.product.id in every:
-                image_rows, colour_rows = every[i.product.id]
-                new_image[i.product.id] = image_rows[0]
-                i.doc[self.fields["image"]] = image_rows[0].tolist()
-                if colour_rows is not None:
-                    i.doc[self.fields["colour"]] = colour_rows[0].tolist()
+        new_image: dict[str, np.ndarray[Any, Any]] = {}
+        for i in items:
+            if i.product.id not in main or i.product.id not in photo_rows:
+                continue
+            image_rows, colour_rows = photo_rows[i.product.id]  # row 0: the main photo
+            new_image[i.product.id] = image_rows[0]
+            i.doc[self.fields["image"]] = image_rows[0].tolist()
+            if colour_rows is not None:
+                i.doc[self.fields["colour"]] = colour_rows[0].tolist()
         for i in texts:
             i.doc[self.fields["text"]] = new_text[i.product.id].tolist()
         self._fuse(items, stored, new_text, new_image, index)
@@ -174,7 +169,7 @@ class Ingestor:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         docs = []
         for i in items:
-            if i.product.id not in new_text and i.product.id not in new_image and i.product.id not in every:
+            if i.product.id not in new_text and i.product.id not in photo_rows:
                 report.unchanged += 1
             if i.photo is None and stored.get(i.product.id, {}).get("image_hash"):
                 for role in ("image", "colour", "fused"):  # the photo was removed: so are its vectors
@@ -265,22 +260,45 @@ class Ingestor:
         return self.fields["photo_image"].rsplit(".", 1)[0]
 
     def _embed_photos(
-        self, items: list[_Item], report: BatchReport, roles: list[str]
-    ) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]]:
-        """Embed every photo of ``items`` (one batch per encoder) into ``doc["photos"]``: one object per photo.
+        self,
+        items: list[_Item],
+        report: BatchReport,
+        roles: list[str],
+        *,
+        main: set[str],
+        every: set[str],
+    ) -> dict[str, _Rows]:
+        """Decode and embed the photos of ``items``, each photo decoded once.
 
-        Returns ``{product id: (image vectors, colour vectors or None)}``, rows in photo order (row 0: the main
-        photo). A photo that cannot be decoded fails its product, as a bad main photo does.
+        A product in ``every`` has all its photos embedded, one nested object each in ``doc["photos"]``; any
+        other has only its main photo embedded (for the top-level vectors of a product in ``main``). Returns
+        ``{product id: (image vectors, colour vectors or None)}``, rows in photo order (row 0: the main photo).
+        A photo that cannot be decoded fails its product.
+
+        Memory: decoded photos are embedded exactly :data:`PHOTO_CHUNK` at a time (a product's photos may span
+        two chunks) and released, so at most ``PHOTO_CHUNK + photo_vectors_max`` are held at once, and every
+        chunk gives the encoders the same batch shapes: the allocator reuses the same activation buffers
+        instead of growing the heap for each new shape.
         """
         from hybrid_search.images import load_image
 
-        out: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = {}
-        group: list[tuple[_Item, list[Any]]] = []
-        pending = 0
+        colours = "colour" in self.encoders and ("photo_colour" in roles or bool(main))
+        spans: list[tuple[_Item, int]] = []  # each product whose photos decoded, with how many
+        pending: list[Any] = []  # decoded, not embedded yet
+        image_parts: list[np.ndarray[Any, Any]] = []
+        colour_parts: list[np.ndarray[Any, Any]] = []
+
+        def embed(images: list[Any]) -> None:
+            image_parts.append(self._embed("image", images))
+            if colours:
+                colour_parts.append(self._embed("colour", images))
+
         for item in items:
+            assert item.photo is not None
+            photos = item.all_photos if item.product.id in every else [item.photo]
             try:
                 images = []
-                for n, photo in enumerate(item.all_photos):
+                for n, photo in enumerate(photos):
                     try:
                         images.append(
                             load_image(
@@ -294,57 +312,38 @@ class Ingestor:
             except ValidationError as exc:
                 report.failed.append({"id": item.product.id, "source": item.source, "reason": str(exc)})
                 continue
-            group.append((item, images))
-            pending += len(images)
-            if pending >= PHOTO_CHUNK:  # decoded photos are large: embed and drop them a chunk at a time
-                self._embed_photo_group(group, roles, out)
-                group, pending = [], 0
-        if group:
-            self._embed_photo_group(group, roles, out)
-        return out
-
-    def _embed_photo_group(
-        self,
-        decoded: list[tuple[_Item, list[Any]]],
-        roles: list[str],
-        out: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]],
-    ) -> None:
-        flat = [image for _item, images in decoded for image in images]
-        image_rows = self._embed("image", flat)
-        colour_rows = self._embed("colour", flat) if "photo_colour" in roles else None
+            spans.append((item, len(images)))
+            pending.extend(images)
+            del images
+            while (
+                len(pending) >= PHOTO_CHUNK
+            ):  # decoded photos are large: embed and drop them a chunk at a time
+                embed(pending[:PHOTO_CHUNK])
+                del pending[:PHOTO_CHUNK]
+        if pending:
+            embed(pending)
+            pending.clear()
+        if not spans:
+            return {}
+        image_rows = np.concatenate(image_parts)
+        colour_rows = np.concatenate(colour_parts) if colours else None
         leaves = {role: self.fields[role].rsplit(".", 1)[1] for role in roles}
+        out: dict[str, _Rows] = {}
         start = 0
-        for item, images in decoded:
-            rows = slice(start, start + len(images))
-            start += len(images)
-            colours = colour_rows[rows] if colour_rows is not None else None
+        for item, count in spans:
+            rows = slice(start, start + count)
+            start += count
+            product_colours = colour_rows[rows] if colour_rows is not None else None
+            out[item.product.id] = (image_rows[rows], product_colours)
+            if item.product.id not in every:
+                continue
             objects = []
             for n, vector in enumerate(image_rows[rows]):
                 obj = {leaves["photo_image"]: vector.tolist()}
-                if colours is not None:
-                    obj[leaves["photo_colour"]] = colours[n].tolist()
+                if product_colours is not None and "photo_colour" in roles:
+                    obj[leaves["photo_colour"]] = product_colours[n].tolist()
                 objects.append(obj)
             item.doc[self._photos_object()] = objects
-            out[item.product.id] = (image_rows[rows], colours)
-
-    def _decode(self, items: list[_Item], report: BatchReport) -> list[tuple[_Item, Any]]:
-        from hybrid_search.images import load_image
-
-        out = []
-        for item in items:
-            assert item.photo is not None
-            try:
-                image = load_image(
-                    item.photo,
-                    max_bytes=self.settings.image_max_bytes,
-                    max_pixels=self.settings.image_max_pixels,
-                )
-            except ValidationError as exc:
-                report.failed.append(
-                    {"id": item.product.id, "source": item.source, "reason": f"photo: {exc}"}
-                )
-                continue
-            out.append((item, image))
         return out
 
     def _embed(self, role: str, inputs: list[Any]) -> np.ndarray[Any, Any]:

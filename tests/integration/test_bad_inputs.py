@@ -26,7 +26,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from api_support import ARTEFACTS, ApiServer, speak
+from api_support import ARTEFACTS, ApiServer, Worker, speak
 
 from hybrid_search.engine import create_engine, definition_from_settings
 from hybrid_search.indexing import encoder_records
@@ -245,39 +244,10 @@ def env(corpus: tuple[Path, dict[str, Path]]) -> dict[str, str]:
     }
 
 
-class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.node = f"bad-inputs-{uuid.uuid4().hex[:6]}@%h"
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", self.node],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while b" ready." not in log.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the worker did not start; its log:\n{self.text()[-3000:]}", pytrace=False)
-            time.sleep(0.5)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def worker(env: dict[str, str], settings: Settings) -> Iterator[Worker]:
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"{env['HYBRID_SEARCH_INGEST_QUEUE']}-worker.log"
-    started = Worker(env, log)
+    started = Worker(env, log, prefix="bad-inputs")
     yield started
     started.stop()
     queue = env["HYBRID_SEARCH_INGEST_QUEUE"]  # what Celery left in Redis for this queue of ours

@@ -10,22 +10,20 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from api_support import Worker, datasets
 
 from hybrid_search.engine import create_engine
 from hybrid_search.evaluation.data import read_qrels, read_queries
 from hybrid_search.ingest.tracking import connect
 from hybrid_search.settings import Settings
-from tests.api_support import datasets
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]
 
@@ -33,34 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.models]
 def cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hybrid_search.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
-
-
-class Worker:
-    """``hybrid-search workers`` on this module's private queue, with the environment given (its encoder)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info",
-                 "-n", f"finetune-{uuid.uuid4().hex[:6]}@%h"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while b" ready." not in log.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the worker did not start:\n{log.read_text()[-3000:]}", pytrace=False)
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +81,7 @@ def test_finetune_then_reindex_records_the_new_model_and_swaps_the_alias(
     shop: dict[str, Path], env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     alias = env["HYBRID_SEARCH_INDEX_ALIAS"]
-    worker = Worker(env, tmp_path / "worker-zero-shot.log")
+    worker = Worker(env, tmp_path / "worker-zero-shot.log", prefix="finetune")
     try:
         first = run_ok(env, "ingest", str(shop["catalogue"]), "--wait")
     finally:
@@ -131,7 +101,7 @@ def test_finetune_then_reindex_records_the_new_model_and_swaps_the_alias(
     )
 
     tuned_env = {**env, "HYBRID_SEARCH_TEXT_ENCODER": trained["text_encoder"]}
-    worker = Worker(tuned_env, tmp_path / "worker-tuned.log")
+    worker = Worker(tuned_env, tmp_path / "worker-tuned.log", prefix="finetune")
     try:
         result = run_ok(tuned_env, "reindex", str(shop["catalogue"]))
     finally:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from api_support import Worker
 
 from hybrid_search.catalog import open_catalogue
 from hybrid_search.engine import create_engine, definition_from_settings
@@ -51,24 +50,9 @@ def queue_settings(luma: Path) -> Iterator[Settings]:
         "HYBRID_SEARCH_IMAGE_ROOTS": json.dumps([str(luma)]),
     }
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"{queue}.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while b" ready." not in log.read_bytes():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            pytest.fail(f"the worker did not start; its log:\n{log.read_text()[-3000:]}", pytrace=False)
-        time.sleep(0.5)
+    worker = Worker(env, log, prefix="test-ingest")
     yield load_settings(ingest_queue=queue, image_roots=[luma])
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+    worker.stop()
 
 
 @pytest.fixture(scope="module")
