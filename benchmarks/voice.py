@@ -1,21 +1,26 @@
 """Voice search quality: Home Depot dev queries spoken by espeak-ng, recognised by Whisper, then searched.
 
-    python benchmarks/voice.py                                   # 100 queries, the configured model
-    python benchmarks/voice.py --models whisper-tiny.en,whisper-base --json voice.json
+    python benchmarks/voice.py                                   # 300 queries, the configured model
+    python benchmarks/voice.py --models whisper-tiny.en,whisper-base,whisper-tiny.en+whisper-base --json v.json
+    python benchmarks/voice.py --skip 600 --queries 400          # queries the defaults were not chosen on
     python benchmarks/voice.py --queries 300 --voice en-us --rate 130
 
 For each query: the typed query is searched (nDCG@10 typed); the query is spoken by ``espeak-ng`` (voice
 ``en-us``, 150 words a minute unless told: one voice for every model, never chosen per model) into a WAV, kept
 under ``.cache/voice-bench/`` so a rerun speaks nothing again; it is decoded and transcribed by each model, once
 without and once with the catalogue biasing (hotwords from the index's categories, colours and title words),
-and each transcript is searched the same way (nDCG@10 by voice). Two ways of using the n-best list:
-``top`` searches the recogniser's best hypothesis; ``api`` does what ``POST /search/voice`` does: the catalogue
-chooses among the distinct hypotheses (:func:`hybrid_search.voice.choose_transcript`) and
-:func:`hybrid_search.voice.search_text` is searched.
+and each transcript is searched the same way (nDCG@10 by voice). A model setting joined by ``+`` is an ensemble
+(:class:`hybrid_search.voice.Ensemble`). Ways of using the n-best list: ``top`` searches the likeliest
+hypothesis; ``api`` does what ``POST /search/voice`` does: the catalogue chooses among the distinct hypotheses
+(:func:`hybrid_search.voice.choose_transcript`) and :func:`hybrid_search.voice.search_text` is searched;
+``api-spoken`` searches the same choice as the recogniser wrote it, before
+:func:`hybrid_search.spoken.written_form` (what writing numbers, fractions and units as titles do is worth).
+Queries are the dev queries in a fixed shuffle (``--seed``); ``--skip`` leaves out the first ones (the
+defaults - the catalogue weight, the ensemble - were chosen on the first 600 of seed 7).
 
 Figures: word error rate of the searched transcript against the query (words as
 :func:`hybrid_search.voice.normalise_transcript` writes them), nDCG@10 typed and by voice, and their ratio
-(goal: >= 0.90); the recognition latency (decode + encoder + beam search of one utterance, with biasing, as the
+(goal: >= 0.90) with a 95% bootstrap interval over queries; the recognition latency (decode + encoder + beam search of one utterance, with biasing, as the
 API runs it) p50 and p90 per model, measured in this run on this machine. nDCG follows the dataset's protocol:
 gain = relevance - 1, unjudged products gain 0. The index is ``bench-homedepot-v1`` (every product title,
 MiniLM vectors), built by ``benchmarks/query.py``'s ``ensure_index`` when missing or incomplete. Search: BM25 +
@@ -48,18 +53,19 @@ from hybrid_search.indexing import configured_encoders  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService  # noqa: E402
 from hybrid_search.settings import get_settings  # noqa: E402
 from hybrid_search.voice import (  # noqa: E402
+    CATALOGUE_WEIGHT,
     TINY_EN,
-    Transcriber,
     catalogue_scores,
     catalogue_vocabulary,
     choose_transcript,
     decode_audio,
     normalise_transcript,
+    recogniser,
     search_text,
 )
 
 CACHE = REPO / ".cache" / "voice-bench"
-CONFIGS = ("plain/top", "plain/api", "biased/top", "biased/api")
+CONFIGS = ("plain/top", "plain/api", "biased/top", "biased/api-spoken", "biased/api")
 
 
 def log(message: str) -> None:
@@ -85,7 +91,9 @@ def ndcg(ranked: list[str], judged: dict[str, float], k: int = 10) -> float:
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def read_queries(folder: Path, count: int, seed: int) -> list[tuple[str, str, dict[str, float]]]:
+def read_queries(
+    folder: Path, count: int, seed: int, skip: int = 0
+) -> list[tuple[str, str, dict[str, float]]]:
     import random
 
     qrels: dict[str, dict[str, float]] = defaultdict(dict)
@@ -95,7 +103,22 @@ def read_queries(folder: Path, count: int, seed: int) -> list[tuple[str, str, di
     with (folder / "queries_dev.tsv").open(encoding="utf-8") as handle:
         queries = [(row[0], row[1]) for row in csv.reader(handle, delimiter="\t") if len(row) >= 2]
     random.Random(seed).shuffle(queries)
-    return [(qid, text, qrels[qid]) for qid, text in queries[:count] if qrels.get(qid)]
+    return [(qid, text, qrels[qid]) for qid, text in queries[skip : skip + count] if qrels.get(qid)]
+
+
+def ratio_interval(voice: list[float], typed: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """95% bootstrap interval of mean(voice) / mean(typed), resampling queries (paired)."""
+    import random
+
+    rng = random.Random(0)
+    n = len(voice)
+    ratios = []
+    for _ in range(rounds):
+        picks = [rng.randrange(n) for _ in range(n)]
+        t = sum(typed[i] for i in picks)
+        ratios.append(sum(voice[i] for i in picks) / t if t else 0.0)
+    ratios.sort()
+    return round(ratios[int(0.025 * rounds)], 3), round(ratios[int(0.975 * rounds)], 3)
 
 
 def speak(text: str, *, voice: str = "en-us", rate: int = 150) -> bytes:
@@ -120,7 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP queries of the shuffle")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--models", help="comma-separated model settings (default: the configured model)")
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice (default en-us)")
@@ -140,7 +164,7 @@ def main() -> None:
     models = args.models.split(",") if args.models else [settings.whisper_model or TINY_EN]
     vocabulary = catalogue_vocabulary(engine, index, words=settings.voice_vocabulary_words)
     log(f"hotwords: {vocabulary.hotwords()}")
-    queries = read_queries(folder, args.queries, args.seed)
+    queries = read_queries(folder, args.queries, args.seed, args.skip)
     searched: dict[str, list[str]] = {}
 
     def search(text: str) -> list[str]:
@@ -155,6 +179,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "queries": len(queries),
         "seed": args.seed,
+        "skip": args.skip,
         "speech": f"espeak-ng {args.voice}, {args.rate} words/min",
         "ndcg10_typed": round(typed, 4),
         "hotwords": vocabulary.hotwords(),
@@ -163,9 +188,7 @@ def main() -> None:
         "models": {},
     }
     for model in models:
-        transcriber = Transcriber(model, device=settings.whisper_device, compute_type=settings.whisper_compute_type,
-                                  beam_size=settings.voice_beam_size, n_best=settings.voice_n_best,
-                                  cache_dir=settings.whisper_cache_dir)  # fmt: skip
+        transcriber = recogniser(settings.model_copy(update={"whisper_model": model}))
         started = time.perf_counter()
         transcriber.load()
         load_s = time.perf_counter() - started
@@ -187,11 +210,17 @@ def main() -> None:
                 if bias == "biased":
                     latency.append((time.perf_counter() - t) * 1000)
                 texts = [a.text for a in transcript.alternatives]
-                chosen = choose_transcript(transcript, catalogue_scores(engine, index, texts))
-                row[f"{bias}/n-best"] = texts
-                for how, heard in (("top", transcript.text), ("api", search_text(chosen))):
+                chosen = choose_transcript(
+                    transcript, catalogue_scores(engine, index, texts), CATALOGUE_WEIGHT
+                )
+                spoken = next(a.spoken or a.text for a in chosen.alternatives if a.text == chosen.text)
+                row[f"{bias}/n-best"] = [a.as_dict() for a in chosen.alternatives]
+                ways = [("top", transcript.text), ("api-spoken", spoken), ("api", search_text(chosen))]
+                for how, heard in ways:
                     config = f"{bias}/{how}"
-                    errors[config] += word_errors(reference, heard)[0]
+                    if config not in scores:
+                        continue
+                    errors[config] += word_errors(reference, normalise_transcript(heard))[0]
                     scores[config].append(ndcg(search(heard), judged))
                     row[config] = heard
             examples.append(row)
@@ -201,7 +230,8 @@ def main() -> None:
         for config in CONFIGS:
             mean = sum(scores[config]) / len(queries)
             table[config] = {"wer": round(errors[config] / words, 4), "ndcg10": round(mean, 4),
-                             "ratio_to_typed": round(mean / typed, 4) if typed else None}  # fmt: skip
+                             "ratio_to_typed": round(mean / typed, 4) if typed else None,
+                             "ratio_95": ratio_interval(scores[config], typed_scores)}  # fmt: skip
         result["models"][model] = {
             "folder": transcriber.name,
             "load_s": round(load_s, 2),
@@ -212,13 +242,13 @@ def main() -> None:
         }
 
     print(f"{len(queries)} Home Depot dev queries spoken by {result['speech']}; nDCG@10 typed {typed:.4f}")
-    print(f"{'model':<18}{'config':<14}{'WER':>8}{'nDCG@10':>10}{'voice/typed':>13}")
+    print(f"{'model':<30}{'config':<19}{'WER':>7}{'nDCG@10':>9}{'voice/typed':>12}  95% interval")
     for model, figures in result["models"].items():
         for config, row in figures["configs"].items():
-            print(
-                f"{model:<18}{config:<14}{row['wer']:>8.3f}{row['ndcg10']:>10.4f}{row['ratio_to_typed']:>13.3f}"
-            )
-        print(f"{model:<18}recognition p50 {figures['asr_ms_p50']} ms, p90 {figures['asr_ms_p90']} ms per utterance "
+            low, high = row["ratio_95"]
+            print(f"{model:<30}{config:<19}{row['wer']:>7.3f}{row['ndcg10']:>9.4f}{row['ratio_to_typed']:>12.3f}"
+                  f"  [{low:.3f}, {high:.3f}]")  # fmt: skip
+        print(f"{model:<30}recognition p50 {figures['asr_ms_p50']} ms, p90 {figures['asr_ms_p90']} ms per utterance "
               f"(load {figures['load_s']} s)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

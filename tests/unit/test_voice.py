@@ -23,11 +23,14 @@ from hybrid_search.voice import (  # noqa: E402
     WHISPER_BASE_FILES,
     WHISPER_BASE_PARTS,
     Alternative,
+    Audio,
+    Ensemble,
     Transcript,
     Vocabulary,
     choose_transcript,
     decode_audio,
     max_tokens,
+    model_settings,
     normalise_transcript,
     resolve_model,
     search_text,
@@ -200,6 +203,89 @@ def test_nothing_in_the_catalogue_leaves_the_acoustic_order() -> None:
     assert choose_transcript(heard, [0.0, 0.0]).text == "welcome otto"
     with pytest.raises(ValueError, match="one catalogue score per alternative"):
         choose_transcript(heard, [1.0])
+
+
+# ------------------------------------------------------------------------------------------------ ensembles
+
+
+class Heard:
+    """A recogniser stand-in that hears fixed hypotheses (or no speech): the pooling is under test, not Whisper."""
+
+    def __init__(self, label: str, *alternatives: tuple[str, float], speech: bool = True) -> None:
+        self.label = self.name = label
+        self.alternatives = alternatives
+        self.speech = speech
+        self.loaded = False
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def transcribe(self, audio: Audio, *, vocabulary: Vocabulary | None = None) -> Transcript:
+        if not self.speech:
+            raise ValidationError("no speech recognised", field="audio")
+        return Transcript(
+            text=self.alternatives[0][0],
+            alternatives=tuple(Alternative(t, s, spoken=t, model=self.label) for t, s in self.alternatives),
+            seconds=audio.seconds,
+            no_speech_prob=0.01,
+            biased=vocabulary is not None,
+            timings={"decode_ms": 10.0},
+        )
+
+
+AUDIO = Audio(np.zeros(SAMPLE_RATE, np.float32), "wav")
+
+
+def test_an_ensemble_pools_distinct_hypotheses_keeping_the_best_score() -> None:
+    tiny = Heard("whisper-tiny.en", ("long tractor", -0.4), ("lawn tractor", -0.9))
+    base = Heard("whisper-base", ("lawn tractor", -0.5), ("lone tractor", -1.2))
+    ensemble = Ensemble([tiny, base])  # type: ignore[list-item]
+    heard = ensemble.transcribe(AUDIO, vocabulary=Vocabulary(words=("lawn",)))
+    assert [(a.text, a.score, a.model) for a in heard.alternatives] == [
+        ("long tractor", -0.4, "whisper-tiny.en"),
+        ("lawn tractor", -0.5, "whisper-base"),  # both heard it: the better score and its model
+        ("lone tractor", -1.2, "whisper-base"),
+    ]
+    assert heard.text == "long tractor" and heard.biased
+    assert heard.timings == {"whisper-tiny.en decode_ms": 10.0, "whisper-base decode_ms": 10.0}
+    assert ensemble.label == "whisper-tiny.en+whisper-base" and not ensemble.loaded
+    ensemble.load()
+    assert ensemble.loaded
+    # the catalogue then chooses among the pooled hypotheses
+    assert choose_transcript(heard, [3.0, 40.0, 0.0]).text == "lawn tractor"
+
+
+def test_the_first_model_decides_whether_there_is_speech() -> None:
+    quiet_second = Ensemble([Heard("a", ("red hoodie", -0.3)), Heard("b", speech=False)])  # type: ignore[list-item]
+    assert [a.text for a in quiet_second.transcribe(AUDIO).alternatives] == ["red hoodie"]
+    quiet_first = Ensemble([Heard("a", speech=False), Heard("b", ("red hoodie", -0.3))])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="no speech"):
+        quiet_first.transcribe(AUDIO)
+
+
+def test_model_settings_split_an_ensemble() -> None:
+    assert model_settings(None) == [None] and model_settings("  ") == [None]
+    assert model_settings("whisper-base") == ["whisper-base"]
+    assert model_settings("whisper-tiny.en + whisper-base") == ["whisper-tiny.en", "whisper-base"]
+    with pytest.raises(ConfigurationError, match="joined by '\\+'"):
+        model_settings("whisper-tiny.en++whisper-base")
+
+
+def test_hypotheses_carry_what_was_spoken_and_by_which_model() -> None:
+    alternative = Alternative(
+        "3/4 in. plywood", -0.5, 12.0, spoken="three quarter inch plywood", model="whisper-base"
+    )
+    assert alternative.as_dict() == {
+        "text": "3/4 in. plywood",
+        "score": -0.5,
+        "catalogue_score": 12.0,
+        "spoken": "three quarter inch plywood",
+        "model": "whisper-base",
+    }
+    chosen = choose_transcript(
+        Transcript("3/4 in. plywood", (alternative,), 1.0, 0.01, True), [12.0]
+    ).alternatives[0]
+    assert (chosen.spoken, chosen.model) == ("three quarter inch plywood", "whisper-base")
 
 
 # ------------------------------------------------------------------------------------------------ whisper-base
