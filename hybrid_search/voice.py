@@ -546,10 +546,13 @@ class Transcriber:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, model: str | None = None) -> Transcriber:
-        """A recogniser for ``model`` (default: the settings' model, which must name one model)."""
+    def from_settings(cls, settings: Settings, model: str | None) -> Transcriber:
+        """A recogniser for one ``model`` (``None``: the default) with the settings' device, beam and n-best.
+
+        :func:`recogniser` reads the model setting, which may name several.
+        """
         return cls(
-            model if model is not None else settings.whisper_model,
+            model,
             device=settings.whisper_device,
             compute_type=settings.whisper_compute_type,
             beam_size=settings.voice_beam_size,

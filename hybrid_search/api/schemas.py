@@ -81,7 +81,9 @@ class AlternativeOut(BaseModel):
     text: str = Field(description="The hypothesis as product titles write it: '3/4 in. plywood'.")
     score: float = Field(description="Average log-probability per token (higher is likelier).")
     catalogue_score: float | None = Field(None, description="Top BM25 score of this text on the index.")
-    spoken: str = Field(description="The hypothesis as the recogniser wrote it: 'three quarter inch plywood'.")
+    spoken: str = Field(
+        description="The hypothesis as the recogniser wrote it: 'three quarter inch plywood'."
+    )
     model: str | None = Field(None, description="The speech model that heard it (the likeliest, if several).")
 
 
