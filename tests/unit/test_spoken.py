@@ -6,6 +6,8 @@ import pytest
 
 from hybrid_search.spoken import written_form
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("spoken", "written"),
