@@ -11,6 +11,8 @@ from hybrid_search.errors import ValidationError
 from hybrid_search.fusion import Hit
 from hybrid_search.learned import FEATURES, LearnedFusion, candidate_features, fit_learned, tokens
 
+pytestmark = pytest.mark.unit
+
 
 def col(name: str) -> int:
     return FEATURES.index(name)
