@@ -135,9 +135,8 @@ def raw_rates(
     keep = settings.photo_vectors_max if settings.photo_vectors else 1
     paths = [str(base / image) for p in photo_items for image in p.images[:keep]]
     threads = worker_torch_threads(settings.model_copy(update={"worker_concurrency": processes}))
-    context = multiprocessing.get_context(
-        "spawn"
-    )  # fresh interpreters: the allocator settings, no forked torch
+    # fresh interpreters: the allocator settings, no forked torch
+    context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
     jobs = [
         {"texts": texts[n::processes], "photo_texts": photo_texts[n::processes], "paths": paths[n::processes],

@@ -54,7 +54,6 @@ from hybrid_search.indexing import configured_encoders  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService  # noqa: E402
 from hybrid_search.settings import get_settings  # noqa: E402
 from hybrid_search.voice import (  # noqa: E402
-    CATALOGUE_WEIGHT,
     TINY_EN,
     catalogue_scores,
     catalogue_vocabulary,
@@ -222,9 +221,7 @@ def main() -> None:
                     ways = [("top", ""), ("api-spoken", ""), ("api", "")]
                 else:
                     texts = [a.text for a in transcript.alternatives]
-                    chosen = choose_transcript(
-                        transcript, catalogue_scores(engine, index, texts), CATALOGUE_WEIGHT
-                    )
+                    chosen = choose_transcript(transcript, catalogue_scores(engine, index, texts))
                     spoken = next(a.spoken or a.text for a in chosen.alternatives if a.text == chosen.text)
                     row[f"{bias}/n-best"] = [a.as_dict() for a in chosen.alternatives]
                     ways = [("top", transcript.text), ("api-spoken", spoken), ("api", search_text(chosen))]

@@ -59,6 +59,7 @@ JOINERS = {"slash": "/", "dash": "-", "by": "x", "x": "x"}
 _NUMERIC_NEXT = frozenset([*UNITS, *AREA, *JOINERS, *DENOMINATORS, "point", "and"])
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 _DIMENSION = re.compile(r"^\d[\dx./-]*\d$|^\d$")  # 4, 4x8, 3/4, 1/4-20, 2.5
+_GLUED_X = re.compile(r"^\d[\d./-]*x$")  # "5x": the recogniser glued the x to the first number
 _ONES_DIGIT = {w for w, v in ONES.items() if v < 10}
 
 
@@ -168,8 +169,8 @@ def written_form(text: str) -> str:
             out[-1] = f"{previous}{JOINERS[word]}{after}"
             i += 2
             continue
-        # "5x" + "3": the recogniser glued the x to the first number
-        if re.match(r"^\d[\d./-]*x$", previous) and _DIMENSION.match(word):
+        # "5x" + "3" -> "5x3"
+        if _GLUED_X.match(previous) and _DIMENSION.match(word):
             out[-1] = previous + word
             i += 1
             continue

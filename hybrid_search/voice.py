@@ -669,7 +669,7 @@ def model_settings(value: str | None) -> list[str | None]:
         raise ConfigurationError(
             f"HYBRID_SEARCH_WHISPER_MODEL={value!r}: models are joined by '+', with no empty name between them"
         )
-    return list(parts)
+    return list(parts)  # list[str | None]: list is invariant
 
 
 class Ensemble:

@@ -314,10 +314,8 @@ class Ingestor:
                 continue
             spans.append((item, len(images)))
             pending.extend(images)
-            del images
-            while (
-                len(pending) >= PHOTO_CHUNK
-            ):  # decoded photos are large: embed and drop them a chunk at a time
+            # decoded photos are large: embed and drop them a chunk at a time
+            while len(pending) >= PHOTO_CHUNK:
                 embed(pending[:PHOTO_CHUNK])
                 del pending[:PHOTO_CHUNK]
         if pending:
