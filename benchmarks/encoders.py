@@ -121,7 +121,7 @@ def bench_text(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_images(args: argparse.Namespace) -> dict[str, Any]:
     from hybrid_search.encoders.image import EfficientNetLite0Encoder
-    from hybrid_search.images import load_image
+    from hybrid_search.media.images import load_image
 
     paths = load_photo_paths(args.datasets, args.image_count)
     variants = {

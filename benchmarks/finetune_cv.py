@@ -2,7 +2,7 @@
 
     python benchmarks/finetune_cv.py [--folds 5] [--train-folds 0,1] [--json FILE]
 
-Stage 1, per fold (5 by query id): the encoder is fine-tuned (``hybrid_search.finetune``) on the other folds'
+Stage 1, per fold (5 by query id): the encoder is fine-tuned (``hybrid_search.evaluation.finetune``) on the other folds'
 queries only, the whole catalogue (54,667 titles) is embedded with it, and the fold's held-out queries get their
 dense lists by exact search over those embeddings (numpy; the engine's HNSW gives the same lists within noise).
 These out-of-fold lists are cached under ``.cache/finetune-cv`` (gitignored), so folds can be trained in several
@@ -10,7 +10,7 @@ runs (``--train-folds``) and a rerun only scores. BM25 lists come from the live 
 ``bench-homedepot``: every title, see benchmarks/query.py); zero-shot dense lists from the vectors that index holds.
 
 Stage 2: bm25, dense, linear min-max 0.5, RRF k=60, the best global weight, query-adaptive fusion
-(``hybrid_search.adaptive``) and learned fusion (``hybrid_search.learned``: BM25 + dense + title features), with
+(``hybrid_search.ranking.adaptive``) and learned fusion (``hybrid_search.ranking.learned``: BM25 + dense + title features), with
 the fusion settings fitted on an inner 5-fold split and scored on its held-out part only, for the zero-shot encoder (all queries, and the queries the fine-tuned folds cover) and the fine-tuned one (out
 of fold). Metrics: ``hybrid_search.evaluation.metrics`` (gain = grade - 1, relevant = grade >= 2.33), with
 paired-bootstrap 95% intervals of nDCG@10 minus BM25's.
@@ -34,10 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hybrid_search.adaptive import fit_adaptive, query_features  # noqa: E402
-from hybrid_search.catalog import Product, open_catalogue  # noqa: E402
+from hybrid_search.catalog import (  # noqa: E402
+    Product,
+    open_catalogue,
+    product_text,
+)
 from hybrid_search.encoders import get_encoder  # noqa: E402
 from hybrid_search.evaluation.data import read_qrels, read_queries  # noqa: E402
+from hybrid_search.evaluation.finetune import train, training_pairs  # noqa: E402
 from hybrid_search.evaluation.metrics import (  # noqa: E402
     condensed_ndcg_at_k,
     mrr_at_k,
@@ -45,11 +49,10 @@ from hybrid_search.evaluation.metrics import (  # noqa: E402
     paired_bootstrap,
     recall_at_k,
 )
-from hybrid_search.finetune import train, training_pairs  # noqa: E402
-from hybrid_search.fusion import Hit, linear_fusion, rrf_fusion  # noqa: E402
-from hybrid_search.indexing import product_text  # noqa: E402
-from hybrid_search.learned import candidate_features, fit_learned  # noqa: E402
-from hybrid_search.queue import WORKER_ENV  # noqa: E402
+from hybrid_search.ingest.queue import WORKER_ENV  # noqa: E402
+from hybrid_search.ranking.adaptive import fit_adaptive, query_features  # noqa: E402
+from hybrid_search.ranking.fusion import Hit, linear_fusion, rrf_fusion  # noqa: E402
+from hybrid_search.ranking.learned import candidate_features, fit_learned  # noqa: E402
 
 CACHE = REPO / ".cache" / "finetune-cv"
 GRADE_OFFSET, RELEVANT = 1.0, 2.33

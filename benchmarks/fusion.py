@@ -1,4 +1,4 @@
-"""Time ``hybrid_search.fusion`` on two retriever lists (default: 200 hits each, 50% overlap).
+"""Time ``hybrid_search.ranking.fusion`` on two retriever lists (default: 200 hits each, 50% overlap).
 
 Run from the repository root::
 
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hybrid_search.fusion import FusedHit, Hit, linear_fusion, rrf_fusion
+from hybrid_search.ranking.fusion import FusedHit, Hit, linear_fusion, rrf_fusion
 
 
 def make_results(hits: int, overlap: float, seed: int) -> dict[str, list[Hit]]:

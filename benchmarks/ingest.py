@@ -46,12 +46,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hybrid_search.catalog import Product, open_catalogue  # noqa: E402
+from hybrid_search.catalog import Product, open_catalogue, product_text  # noqa: E402
 from hybrid_search.encoders.base import DEFAULT_IMAGE_BATCH_SIZE  # noqa: E402
+from hybrid_search.encoders.roles import configured_encoders, encoder_records  # noqa: E402
 from hybrid_search.engine import create_engine, definition_from_settings  # noqa: E402
-from hybrid_search.indexing import configured_encoders, encoder_records, product_text  # noqa: E402
 from hybrid_search.ingest.jobs import enqueue_catalogue, wait_for_job  # noqa: E402
-from hybrid_search.queue import WORKER_ENV, worker_torch_threads  # noqa: E402
+from hybrid_search.ingest.queue import WORKER_ENV, worker_torch_threads  # noqa: E402
 from hybrid_search.settings import Settings, load_settings  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def _raw_share(job: dict[str, Any], barrier: Any, results: Any) -> None:
     import torch
 
     from hybrid_search.encoders import get_encoder
-    from hybrid_search.images import load_image
+    from hybrid_search.media.images import load_image
 
     torch.set_num_threads(job["threads"])
     settings = load_settings()

@@ -160,8 +160,8 @@ async def run_level(
 def ensure_luma_index(datasets: Path) -> str:
     """``bench-luma-v1`` with the Luma catalogue, built like ``benchmarks/query.py``: reused only when it holds
     every product and its vector fields were made by the configured encoders (else rebuilt, saying why)."""
+    from hybrid_search.encoders.roles import configured_encoders
     from hybrid_search.engine import create_engine
-    from hybrid_search.indexing import configured_encoders
 
     settings = get_settings()
     products, base_dir = read_products(datasets / "luma")

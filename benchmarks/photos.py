@@ -11,12 +11,12 @@ Every photo is embedded once per encoder with the product's own encoders (Effici
 ``colour`` = HSV 8x8x8 cosine, ``colour-hellinger`` = HSV 16x8x8 square-rooted) and cached in ``--cache``
 (default ``<repo>/.cache/photos``, git-ignored; the file name holds the encoder's name and weights version and
 a hash of the photo list), so reruns only search. The script re-executes itself once with the worker's glibc
-allocator variables (``hybrid_search.queue.WORKER_ENV``): batched CNN inference on CPU is 2-3x faster with them.
+allocator variables (``hybrid_search.ingest.queue.WORKER_ENV``): batched CNN inference on CPU is 2-3x faster with them.
 
 Methods: each retriever alone; ``concat`` = the equal-weight concatenation of two L2-normalised vectors (the
 mean of their cosines); ``linear minmax`` = the query layer's default client-side fusion of the two retrievers'
-top-100 product lists (``hybrid_search.fusion``); ``cosine sum`` and ``kind-aware`` =
-``hybrid_search.search.photo_fusion`` (the query layer's photo fusion) without and with its kind term, fed the
+top-100 product lists (``hybrid_search.ranking.fusion``); ``cosine sum`` and ``kind-aware`` =
+``hybrid_search.ranking.photo_fusion`` (the query layer's photo fusion) without and with its kind term, fed the
 engine-like lists: per retriever, products scored by their best photo as ``(1 + cos) / 2``, top 100. The last rows
 repeat the kind-aware method on Luma indexed two other ways: without *any* query photo (what the engine evaluation
 indexes, ``hybrid_search.evaluation.photos.catalogue_records(without=...)``) and with each product's main photo
@@ -59,9 +59,9 @@ from hybrid_search.evaluation.photos import (  # noqa: E402
     myntra_photos,
     record_categories,
 )
-from hybrid_search.fusion import Hit, fuse  # noqa: E402
-from hybrid_search.queue import WORKER_ENV  # noqa: E402
-from hybrid_search.search.photo_fusion import photo_fusion  # noqa: E402
+from hybrid_search.ingest.queue import WORKER_ENV  # noqa: E402
+from hybrid_search.ranking.fusion import Hit, fuse  # noqa: E402
+from hybrid_search.ranking.photo_fusion import photo_fusion  # noqa: E402
 
 Matrix = np.ndarray[Any, Any]
 WINDOW = 100
@@ -75,7 +75,7 @@ def default_datasets() -> Path:
 def embed(photo_set: PhotoSet, spec: str, cache: Path) -> Matrix:
     """``(n_photos, dim)`` L2-normalised vectors of every photo of the set, from the cache when it has them."""
     from hybrid_search.encoders import get_encoder
-    from hybrid_search.images import load_image
+    from hybrid_search.media.images import load_image
 
     encoder = get_encoder(spec)
     keys = hashlib.sha256("\n".join(p.key for p in photo_set.photos).encode()).hexdigest()[:12]
@@ -217,7 +217,7 @@ def through_engine(
 
     from hybrid_search.encoders import get_encoder
     from hybrid_search.engine import create_engine
-    from hybrid_search.images import load_image
+    from hybrid_search.media.images import load_image
     from hybrid_search.settings import load_settings
 
     settings = load_settings(engine=kind, engine_url=url)

@@ -48,13 +48,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from hybrid_search.catalog import Product, open_catalogue  # noqa: E402
+from hybrid_search.encoders.roles import configured_encoders, encoder_records  # noqa: E402
 from hybrid_search.engine import SearchEngine, create_engine, definition_from_settings  # noqa: E402
 from hybrid_search.engine.definition import vector_record_changes  # noqa: E402
-from hybrid_search.fusion import Hit, fuse  # noqa: E402
-from hybrid_search.indexing import configured_encoders, encoder_records  # noqa: E402
 from hybrid_search.ingest.pipeline import Ingestor  # noqa: E402
-from hybrid_search.queries import bm25_request, knn_request  # noqa: E402
+from hybrid_search.ranking.fusion import Hit, fuse  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService, apply_search_threads  # noqa: E402
+from hybrid_search.search.bodies import bm25_request, knn_request  # noqa: E402
 from hybrid_search.settings import Settings, get_settings, load_settings  # noqa: E402
 
 HOMEDEPOT_ALIAS = "bench-homedepot"

@@ -27,8 +27,8 @@ import httpx
 import pytest
 
 from hybrid_search.catalog import Product, open_catalogue
+from hybrid_search.encoders.roles import configured_encoders, encoder_records
 from hybrid_search.engine import create_engine, definition_from_settings
-from hybrid_search.indexing import configured_encoders, encoder_records
 from hybrid_search.ingest.pipeline import Ingestor
 from hybrid_search.settings import Settings
 

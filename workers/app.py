@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hybrid_search.queue import make_celery
+from hybrid_search.ingest.queue import make_celery
 from hybrid_search.settings import get_settings
 
 # Celery needs its app at import in the worker entry module; settings are read from the environment here.

@@ -26,12 +26,12 @@ import redis
 from celery.exceptions import Reject
 from celery.utils.time import get_exponential_backoff_interval
 
+from hybrid_search.encoders.roles import configured_encoders
 from hybrid_search.engine import create_engine
 from hybrid_search.errors import EngineUnavailableError
-from hybrid_search.indexing import configured_encoders
 from hybrid_search.ingest.pipeline import BatchReport, Ingestor
+from hybrid_search.ingest.queue import INGEST_TASK, apply_worker_threads, retry_backoff_max
 from hybrid_search.ingest.tracking import Tracker, connect
-from hybrid_search.queue import INGEST_TASK, apply_worker_threads, retry_backoff_max
 from hybrid_search.settings import get_settings
 from workers.app import app
 

@@ -46,8 +46,8 @@ class Services:
     settings: Settings
     engine: Any  # hybrid_search.engine.SearchEngine
     search: Any  # hybrid_search.search.SearchService
-    transcriber: Any = None  # hybrid_search.voice.Transcriber or Ensemble, None when voice is off
-    vocabulary: Any = None  # hybrid_search.voice.VocabularyCache
+    transcriber: Any = None  # hybrid_search.voice.recognition.Transcriber or Ensemble, None when voice is off
+    vocabulary: Any = None  # hybrid_search.voice.recognition.VocabularyCache
     celery: Any = None
     tracker: Any = None  # hybrid_search.ingest.tracking.Tracker
     problems: dict[str, str] = field(default_factory=dict)  # component -> why it is not ready
@@ -80,8 +80,8 @@ def _warm(services: Services) -> None:
 def build_services(settings: Settings) -> Services:
     """The engine adapter, the search service and its encoders, the speech model, Celery and Redis clients."""
     from hybrid_search.engine import create_engine
+    from hybrid_search.ingest.queue import make_celery
     from hybrid_search.ingest.tracking import Tracker, connect
-    from hybrid_search.queue import make_celery
     from hybrid_search.search import SearchService, apply_search_threads, search_encoders
 
     apply_search_threads(settings)  # torch threads for query encoding: once, before any model runs
@@ -95,7 +95,7 @@ def build_services(settings: Settings) -> Services:
     )
     if settings.voice_enabled:
         try:
-            from hybrid_search.voice import VocabularyCache, recogniser
+            from hybrid_search.voice.recognition import VocabularyCache, recogniser
 
             services.transcriber = recogniser(settings)
             services.vocabulary = VocabularyCache(engine, words=settings.voice_vocabulary_words)

@@ -14,8 +14,8 @@ import redis
 
 from hybrid_search.catalog import validate_product
 from hybrid_search.errors import ValidationError
+from hybrid_search.ingest.queue import INGEST_TASK
 from hybrid_search.ingest.tracking import QueueUnavailableError
-from hybrid_search.queue import INGEST_TASK
 from hybrid_search.settings import redact_url
 
 if TYPE_CHECKING:

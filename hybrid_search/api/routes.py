@@ -128,7 +128,7 @@ def search_image(
     explain: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
     """Search by photo, or photo and words: photo, colour and (with words) fused and text retrievers."""
-    from hybrid_search.images import ACCEPTED_FORMATS, load_image, sniff_format
+    from hybrid_search.media.images import ACCEPTED_FORMATS, load_image, sniff_format
 
     services = _services(request)
     settings = services.settings
@@ -161,7 +161,7 @@ def search_voice(
 
     The response carries the transcript searched for and the distinct alternatives the recogniser heard.
     """
-    from hybrid_search.voice import (
+    from hybrid_search.voice.recognition import (
         AUDIO_FORMATS,
         catalogue_scores,
         choose_transcript,
@@ -206,7 +206,7 @@ def search_voice(
 def facets(request: Request) -> dict[str, Any]:
     """Category, brand, colour and price facets of the whole catalogue (what the page's filters start from)."""
     from hybrid_search.engine import SearchRequest
-    from hybrid_search.queries import facet_aggs
+    from hybrid_search.search.bodies import facet_aggs
     from hybrid_search.search.response import parse_facets, parse_total
 
     services = _services(request)
@@ -224,8 +224,8 @@ def facets(request: Request) -> dict[str, Any]:
 )
 def product_image(product_id: str, request: Request) -> Response:
     """A product's main photo (a local catalogue file from an allowed folder, or a redirect to its URL)."""
-    from hybrid_search.images import sniff_format
-    from hybrid_search.ingest.photos import read_photo
+    from hybrid_search.media.images import sniff_format
+    from hybrid_search.media.photos import read_photo
 
     services = _services(request)
     settings = services.settings

@@ -113,7 +113,7 @@ def resolve_catalogue(catalog: str | None, *, echo: Callable[[str], None] = prin
 
 def workers_on_queue(settings: Settings, timeout_s: float = 2.0) -> list[str]:
     """Names of the Celery workers that consume the settings' ingest queue."""
-    from hybrid_search.queue import make_celery
+    from hybrid_search.ingest.queue import make_celery
 
     app = make_celery(settings)
     try:

@@ -292,4 +292,17 @@ def validate_product(data: Any) -> Product:
         raise ValueError("; ".join(problems)) from None
 
 
-__all__ = ["Product", "clean_text", "json_problem", "validate_product"]
+def product_text(product: Mapping[str, Any]) -> str:
+    """The text a product's ``text_vector`` embeds: title, brand, categories, colour, material, description."""
+    parts = [
+        product.get("title"),
+        product.get("brand"),
+        product.get("category_path"),
+        product.get("colour"),
+        product.get("material"),
+        product.get("description"),
+    ]
+    return ". ".join(str(p).strip() for p in parts if p and str(p).strip())
+
+
+__all__ = ["Product", "clean_text", "json_problem", "product_text", "validate_product"]

@@ -2,7 +2,7 @@
 
     from hybrid_search.encoders import get_encoder
     text = get_encoder("minilm")                  # 384-d
-    image = get_encoder("efficientnet-lite0")     # 1280-d, PIL images from hybrid_search.images
+    image = get_encoder("efficientnet-lite0")     # 1280-d, PIL images from hybrid_search.media.images
     vectors = text.embed_documents(["red hoodie", "water bottle"])   # (2, 384)
     query = text.embed_query("hoodie")                               # (384,)
 

@@ -6,7 +6,7 @@ An encoder turns items of one modality into L2-normalised ``float32`` vectors of
 * ``embed_query(item) -> ndarray (dim,)`` for one query (equal to ``embed_documents([item])[0]``).
 
 Text items are ``str``; image items are ``PIL.Image.Image`` objects already loaded and checked by
-:mod:`hybrid_search.images`. ``name`` names the model (or its folder) and ``version`` is a stable
+:mod:`hybrid_search.media.images`. ``name`` names the model (or its folder) and ``version`` is a stable
 identifier of the weights (a short sha256 of the weight and config files), recorded in the index so that
 vectors from another model are refused.
 

@@ -194,7 +194,7 @@ class ClipImageEncoder(BatchedEncoder["Image.Image"]):
 
         if not isinstance(item, PILImage.Image):
             raise ValidationError(
-                f"image item {index} is a {type(item).__name__}, not a PIL image (use hybrid_search.images)",
+                f"image item {index} is a {type(item).__name__}, not a PIL image (use hybrid_search.media.images)",
                 "items",
             )
         return item if item.mode == "RGB" else item.convert("RGB")

@@ -120,7 +120,7 @@ class ColourHistogramEncoder(BatchedEncoder["Image.Image"]):
 
         if not isinstance(item, PILImage.Image):
             raise ValidationError(
-                f"image item {index} is a {type(item).__name__}, not a PIL image (use hybrid_search.images)",
+                f"image item {index} is a {type(item).__name__}, not a PIL image (use hybrid_search.media.images)",
                 "items",
             )
         return item

@@ -1,6 +1,6 @@
 """Image encoders: EfficientNet-Lite0 (default, 1280-d) and torchvision ResNet-50 (2048-d).
 
-Both take RGB ``PIL.Image.Image`` objects already loaded and checked by :mod:`hybrid_search.images`,
+Both take RGB ``PIL.Image.Image`` objects already loaded and checked by :mod:`hybrid_search.media.images`,
 preprocess them in numpy/PIL, run batches under ``torch.inference_mode()`` in channels-last memory format
 and return the global average of the last feature map, L2-normalised.
 
@@ -176,7 +176,7 @@ class _TorchImageEncoder(BatchedEncoder["Image.Image"]):
 
         if not isinstance(item, PILImage.Image):
             raise ValidationError(
-                f"image item {index} is a {type(item).__name__}, not a PIL image (use hybrid_search.images)",
+                f"image item {index} is a {type(item).__name__}, not a PIL image (use hybrid_search.media.images)",
                 "items",
             )
         return item

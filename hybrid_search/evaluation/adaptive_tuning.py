@@ -1,4 +1,4 @@
-"""Fit the query-adaptive fusion model (:mod:`hybrid_search.adaptive`) on judged queries, with held-out figures.
+"""Fit the query-adaptive fusion model (:mod:`hybrid_search.ranking.adaptive`) on judged queries, with held-out figures.
 
 From each query's cached unfused lists (``bm25`` and ``text_knn``, as :func:`tuning.fetch_candidates` returns
 them), every grid share of the dense retriever is fused offline (linear fusion, min-max) and scored; k-fold
@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.adaptive import AdaptiveFusion, fit_adaptive, query_features
 from hybrid_search.errors import ValidationError
 from hybrid_search.evaluation.data import EvalQuery, Judgments
 from hybrid_search.evaluation.metrics import ndcg_at_k, paired_bootstrap
 from hybrid_search.evaluation.tuning import folds_of
-from hybrid_search.fusion import Hit, linear_fusion
+from hybrid_search.ranking.adaptive import AdaptiveFusion, fit_adaptive, query_features
+from hybrid_search.ranking.fusion import Hit, linear_fusion
 
 GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 LEXICAL, DENSE = "bm25", "text_knn"

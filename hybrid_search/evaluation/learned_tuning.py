@@ -1,7 +1,7 @@
-"""Fit the learned fusion model (:mod:`hybrid_search.learned`) on judged queries, with held-out figures.
+"""Fit the learned fusion model (:mod:`hybrid_search.ranking.learned`) on judged queries, with held-out figures.
 
 Each query's cached unfused ``bm25`` and ``text_knn`` lists (as :func:`tuning.fetch_candidates` returns them)
-and the candidates' titles give the feature matrix of :func:`hybrid_search.learned.candidate_features`; gains come
+and the candidates' titles give the feature matrix of :func:`hybrid_search.ranking.learned.candidate_features`; gains come
 from the judgments (unjudged = 0). K-fold cross-validation over queries fits the model on the other folds and
 ranks each held-out query with it, next to BM25 alone and the best global linear (min-max) weight chosen on the
 same training folds, so the report says what the model adds on queries it never saw. The model finally saved
@@ -20,8 +20,8 @@ from hybrid_search.evaluation.adaptive_tuning import GRID, gain_table
 from hybrid_search.evaluation.data import EvalQuery, Judgments
 from hybrid_search.evaluation.metrics import ndcg_at_k, paired_bootstrap
 from hybrid_search.evaluation.tuning import folds_of
-from hybrid_search.fusion import Hit
-from hybrid_search.learned import DENSE, LEXICAL, LearnedFusion, candidate_features, fit_learned
+from hybrid_search.ranking.fusion import Hit
+from hybrid_search.ranking.learned import DENSE, LEXICAL, LearnedFusion, candidate_features, fit_learned
 
 TITLE_BATCH = 1000
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import NORMALISERS
+from hybrid_search.ranking.fusion import NORMALISERS
 from hybrid_search.search.query import MAX_RANK_WINDOW, RETRIEVERS
 
 SINGLE = {name.replace("_", "-"): name for name in RETRIEVERS}

@@ -176,7 +176,7 @@ class MemoEncoder:
 
     Same ``name``, ``version``, ``dim`` and ``modality`` as the wrapped encoder, so an index records the real
     encoder. Images are keyed by their decoded pixels (mode, size, bytes): the ingestion pipeline and the query
-    layer decode photo files with :func:`hybrid_search.images.load_image`, so :meth:`remember` can pre-fill it
+    layer decode photo files with :func:`hybrid_search.media.images.load_image`, so :meth:`remember` can pre-fill it
     with vectors computed elsewhere (``benchmarks/photos.py``'s cache) and an evaluation through the engine then
     embeds nothing twice.
     """
@@ -273,8 +273,8 @@ def engine_rankings(
     Queries go through :class:`hybrid_search.search.SearchService` with the settings' defaults (a photo without
     words: kind-aware photo fusion).
     """
+    from hybrid_search.encoders.roles import encoder_records
     from hybrid_search.engine import definition_from_settings
-    from hybrid_search.indexing import encoder_records
     from hybrid_search.ingest.pipeline import Ingestor
     from hybrid_search.search import SearchQuery, SearchService
 

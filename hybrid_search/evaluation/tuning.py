@@ -11,7 +11,7 @@ How, fast and exactly:
    :meth:`SearchService.retrieve` (the very requests ``linear`` / ``rrf`` send; kNN asks for ``k = window``,
    and a kNN top 100 is not always the first 100 of its top 200, so each window is fetched on its own).
 2. :func:`fuse_offline`: every candidate configuration is fused from those lists with
-   :func:`hybrid_search.fusion.fuse`, dropping retrievers whose weight is 0 as the live search does: the
+   :func:`hybrid_search.ranking.fusion.fuse`, dropping retrievers whose weight is 0 as the live search does: the
    ranking and scores are exactly what :meth:`SearchService.search` returns for that configuration (tested
    in ``tests/integration/test_eval.py``; ``hybrid-search tune`` re-checks a sample live with ``--verify``).
 3. :func:`cross_validate`: queries are shuffled (seeded) into ``k`` folds; for each fold the configuration
@@ -34,7 +34,7 @@ import numpy as np
 from hybrid_search.errors import HybridSearchError, ValidationError
 from hybrid_search.evaluation.data import EvalQuery, Judgments
 from hybrid_search.evaluation.metrics import condensed_ndcg_at_k, mrr_at_k, ndcg_at_k, recall_at_k
-from hybrid_search.fusion import NORMALISERS, Hit, fuse
+from hybrid_search.ranking.fusion import NORMALISERS, Hit, fuse
 from hybrid_search.search import MAX_RANK_WINDOW, RETRIEVERS, SPECS, SearchQuery, SearchService
 
 OBJECTIVES = ("ndcg@10", "condensed_ndcg@10", "mrr@10", "recall@10", "recall@100")

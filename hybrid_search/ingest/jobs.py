@@ -11,8 +11,8 @@ from typing import Any
 import redis
 
 from hybrid_search.catalog import Catalogue, Product, RecordError
+from hybrid_search.ingest.queue import INGEST_TASK, make_celery
 from hybrid_search.ingest.tracking import QueueUnavailableError, Tracker, connect, dead_letter_key
-from hybrid_search.queue import INGEST_TASK, make_celery
 from hybrid_search.settings import Settings
 
 

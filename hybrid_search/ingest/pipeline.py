@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.catalog import Product, validate_product
+from hybrid_search.catalog import Product, product_text, validate_product
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import EncoderRef, SearchEngine
 from hybrid_search.engine.base import TRANSIENT_STATUSES
 from hybrid_search.engine.definition import vector_roles
 from hybrid_search.errors import EngineUnavailableError, ValidationError
-from hybrid_search.indexing import encoder_records, product_text
-from hybrid_search.ingest.photos import read_photo
+from hybrid_search.media.photos import read_photo
 from hybrid_search.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ class Ingestor:
         chunk gives the encoders the same batch shapes: the allocator reuses the same activation buffers
         instead of growing the heap for each new shape.
         """
-        from hybrid_search.images import load_image
+        from hybrid_search.media.images import load_image
 
         colours = "colour" in self.encoders and ("photo_colour" in roles or bool(main))
         spans: list[tuple[_Item, int]] = []  # each product whose photos decoded, with how many

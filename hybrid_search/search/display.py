@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hybrid_search.queries import Revision
+from hybrid_search.search.bodies import Revision
 
 Key = tuple[str, str, int, int]  # (concrete index, product id, seq_no, primary_term)
 DEFAULT_TTL_S = 300.0

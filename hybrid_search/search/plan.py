@@ -25,7 +25,7 @@ from typing import Any
 
 from hybrid_search.engine.request import KnnClause, SearchRequest
 from hybrid_search.errors import ValidationError
-from hybrid_search.queries import (
+from hybrid_search.search.bodies import (
     bm25_request,
     candidates_request,
     facet_aggs,
@@ -158,7 +158,7 @@ def retriever_request(
 ) -> SearchRequest:
     """One retriever's top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``).
 
-    Hits carry the display fields from doc values, not ``_source`` (:func:`hybrid_search.queries.docvalue_options`).
+    Hits carry the display fields from doc values, not ``_source`` (:func:`hybrid_search.search.bodies.docvalue_options`).
     """
     if retriever.field is None:
         if text is None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import NORMALISERS
-from hybrid_search.queries import KEYWORD_FILTERS, filter_clauses
+from hybrid_search.ranking.fusion import NORMALISERS
+from hybrid_search.search.bodies import KEYWORD_FILTERS, filter_clauses
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -194,7 +194,7 @@ class Filters:
         return {name: getattr(self, name) for name in KEYWORD_FILTERS if getattr(self, name) is not None}
 
     def clauses(self) -> list[dict[str, Any]]:
-        """The engine filter clauses (see :func:`hybrid_search.queries.filter_clauses`)."""
+        """The engine filter clauses (see :func:`hybrid_search.search.bodies.filter_clauses`)."""
         return filter_clauses(
             keywords=self.keywords(),
             attributes=self.attributes,

@@ -17,7 +17,7 @@
 ``_mget`` of the page) and ``facets_took_ms``.
 
 ``explain`` (when asked for): for linear and RRF fusion, one entry per retriever with a non-empty list, where
-``score == math.fsum(e["weighted"] for e in explain.values())`` (see :mod:`hybrid_search.fusion`); a document
+``score == math.fsum(e["weighted"] for e in explain.values())`` (see :mod:`hybrid_search.ranking.fusion`); a document
 a retriever did not return has ``raw_score`` and ``rank`` null. For ``native`` the engine sums the clauses
 itself and does not report the parts: one entry ``native`` with the engine's score as ``raw_score`` and
 ``weighted``.
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybrid_search.queries import PRICE_RANGES
+from hybrid_search.search.bodies import PRICE_RANGES
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def parse_total(response: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def parse_facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
-    """The facet aggregations of :func:`hybrid_search.queries.facet_aggs` as plain lists."""
+    """The facet aggregations of :func:`hybrid_search.search.bodies.facet_aggs` as plain lists."""
     aggregations = aggregations or {}
     facets: dict[str, list[dict[str, Any]]] = {}
     for name in ("category", "brand", "colour"):

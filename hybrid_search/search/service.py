@@ -14,7 +14,7 @@ Steps of :meth:`SearchService.search`:
    for the field it searches (else :class:`EncoderMismatchError`);
 4. ``linear`` / ``rrf``: **one** ``_msearch``: each retriever's top ``rank_window`` under the filters, plus a
    size-0 request that counts and facets the candidate set; then client-side fusion
-   (:mod:`hybrid_search.fusion`; for a photo without words, ``linear`` is the kind-aware photo fusion of
+   (:mod:`hybrid_search.ranking.fusion`; for a photo without words, ``linear`` is the kind-aware photo fusion of
    :mod:`.photo_fusion`) and the requested page is cut from the fused list, so every page of a
    query comes from the same fused ranking;
    ``native``: one request whose score is the engine's sum of the weighted BM25 and kNN scores, paged by the
@@ -34,18 +34,18 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybrid_search.adaptive import AdaptiveFusion, query_features
+from hybrid_search.encoders.roles import PHOTO_ROLES, fused_ref
 from hybrid_search.engine import EncoderRef, SearchEngine, SearchRequest
 from hybrid_search.engine.definition import vector_roles
 from hybrid_search.errors import ConfigurationError, EncoderMismatchError, ValidationError
-from hybrid_search.fusion import FusedHit, Hit, fuse
-from hybrid_search.indexing import PHOTO_ROLES, fused_ref
-from hybrid_search.learned import DENSE as LEARNED_DENSE
-from hybrid_search.learned import LEXICAL as LEARNED_LEXICAL
-from hybrid_search.learned import LearnedFusion
-from hybrid_search.queries import DISPLAY_FIELDS, REVISION_FIELD, display_from_docvalues
+from hybrid_search.ranking.adaptive import AdaptiveFusion, query_features
+from hybrid_search.ranking.fusion import FusedHit, Hit, fuse
+from hybrid_search.ranking.learned import DENSE as LEARNED_DENSE
+from hybrid_search.ranking.learned import LEXICAL as LEARNED_LEXICAL
+from hybrid_search.ranking.learned import LearnedFusion
+from hybrid_search.ranking.photo_fusion import DEFAULT_EPSILON, KIND, photo_fusion
+from hybrid_search.search.bodies import DISPLAY_FIELDS, REVISION_FIELD, display_from_docvalues
 from hybrid_search.search.display import DisplayCache, revision_key
-from hybrid_search.search.photo_fusion import DEFAULT_EPSILON, KIND, photo_fusion
 from hybrid_search.search.plan import (
     SPECS,
     Retriever,
@@ -69,7 +69,7 @@ def search_encoders(settings: Settings) -> dict[str, Any]:
     ``text_image``: the image tower of a ``clip:`` text encoder. Models load on first use.
     """
     from hybrid_search.encoders import get_encoder
-    from hybrid_search.indexing import configured_encoders
+    from hybrid_search.encoders.roles import configured_encoders
 
     encoders = configured_encoders(settings)
     if settings.image_encoder.strip().lower().startswith("clip:"):
@@ -353,7 +353,7 @@ class SearchService:
 
         Exactly the lists ``linear`` and ``rrf`` fuse for this query (same retrievers with a weight > 0, query
         vectors, filters and window, in the engine's order), fetched in one ``_msearch`` without facets.
-        Fusing them with :func:`hybrid_search.fusion.fuse` and the query's weights gives the ranking
+        Fusing them with :func:`hybrid_search.ranking.fusion.fuse` and the query's weights gives the ranking
         :meth:`search` returns, so offline tuning can try many fusion settings on one fetch per query.
         """
         index = index or self.settings.index_alias
@@ -368,7 +368,7 @@ class SearchService:
     # ---- encoding -------------------------------------------------------------------------------------
 
     def _query_image(self, query: SearchQuery) -> Any:
-        from hybrid_search.images import load_image
+        from hybrid_search.media.images import load_image
 
         image = query.image
         if isinstance(image, (bytes, bytearray, memoryview)):

@@ -331,7 +331,7 @@ class Stack:
         """One ``hybrid-search workers`` process (its own concurrency setting), detached like the engines."""
         import sys
 
-        from hybrid_search.queue import WORKER_ENV
+        from hybrid_search.ingest.queue import WORKER_ENV
 
         if self._worker_pid() is not None:
             self.echo(f"workers already up on queue {self.settings.ingest_queue}")

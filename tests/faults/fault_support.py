@@ -33,10 +33,10 @@ from typing import Any
 import pytest
 from api_support import luma_folder, luma_products
 
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import SearchEngine, SearchRequest, create_engine, definition_from_settings
-from hybrid_search.indexing import encoder_records
+from hybrid_search.ingest.queue import WORKER_ENV
 from hybrid_search.ingest.tracking import Tracker, connect
-from hybrid_search.queue import WORKER_ENV
 from hybrid_search.settings import Settings, load_settings
 from hybrid_search.stack import Stack
 from hybrid_search.stack.process import pid_alive, read_pid

@@ -19,8 +19,8 @@ import pytest
 import redis
 from api_support import ARTEFACTS, api_server, server_env
 
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import create_engine, definition_from_settings
-from hybrid_search.indexing import encoder_records
 from hybrid_search.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]

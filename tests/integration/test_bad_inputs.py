@@ -43,10 +43,10 @@ import httpx
 import pytest
 from api_support import ARTEFACTS, ApiServer, Worker, speak
 
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import create_engine, definition_from_settings
-from hybrid_search.indexing import encoder_records
+from hybrid_search.ingest.queue import make_celery
 from hybrid_search.ingest.tracking import Tracker, connect
-from hybrid_search.queue import make_celery
 from hybrid_search.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]

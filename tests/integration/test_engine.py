@@ -15,7 +15,7 @@ import pytest
 
 from hybrid_search.engine import EncoderRef, KnnClause, SearchEngine, SearchRequest, load_definition
 from hybrid_search.errors import EncoderMismatchError, IndexNotFoundError, ValidationError
-from hybrid_search.fusion import Hit, fuse
+from hybrid_search.ranking.fusion import Hit, fuse
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +196,7 @@ def test_two_knn_clauses_add_up(engine: SearchEngine, loaded: str) -> None:
 
 
 def test_client_side_fusion_of_one_msearch(engine: SearchEngine, loaded: str) -> None:
-    """BM25 and kNN in one ``_msearch``, fused here by :func:`hybrid_search.fusion.fuse` (linear and RRF)."""
+    """BM25 and kNN in one ``_msearch``, fused here by :func:`hybrid_search.ranking.fusion.fuse` (linear and RRF)."""
     bm25, knn = engine.msearch(
         loaded,
         [

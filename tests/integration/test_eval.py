@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import SearchEngine, create_engine, definition_from_settings
 from hybrid_search.errors import ConfigurationError, ValidationError
 from hybrid_search.evaluation.data import EvalQuery, judged_queries, judgments, read_qrels, read_queries
@@ -27,7 +28,6 @@ from hybrid_search.evaluation.methods import parse_method, parse_methods
 from hybrid_search.evaluation.metrics import condensed_ndcg_at_k, ndcg_at_k
 from hybrid_search.evaluation.runner import evaluate
 from hybrid_search.evaluation.tuning import fetch_candidates, fuse_offline, grid, verify_live
-from hybrid_search.indexing import encoder_records
 from hybrid_search.ingest.pipeline import Ingestor
 from hybrid_search.search import SearchQuery, SearchService, search_encoders
 from hybrid_search.settings import Settings
@@ -332,8 +332,8 @@ def test_cli_errors_are_one_clear_line(catalogue: Catalogue, tmp_path: Path) -> 
 
 
 def test_query_adaptive_fusion_weights_each_query(catalogue: Catalogue, tmp_path: Path) -> None:
-    from hybrid_search.adaptive import FEATURES, AdaptiveFusion
     from hybrid_search.evaluation.adaptive_tuning import fit_with_cv
+    from hybrid_search.ranking.adaptive import FEATURES, AdaptiveFusion
 
     c = catalogue
     queries, judged = eval_queries(c)
@@ -391,7 +391,7 @@ def test_learned_fusion_ranks_every_candidate_with_its_title(catalogue: Catalogu
     import math
 
     from hybrid_search.evaluation.learned_tuning import fit_with_cv
-    from hybrid_search.learned import FEATURES, LearnedFusion, candidate_features
+    from hybrid_search.ranking.learned import FEATURES, LearnedFusion, candidate_features
 
     c = catalogue
     queries, judged = eval_queries(c)

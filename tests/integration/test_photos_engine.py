@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from hybrid_search.encoders import get_encoder
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import SearchEngine, definition_from_settings
-from hybrid_search.indexing import encoder_records
 from hybrid_search.ingest.pipeline import Ingestor
 from hybrid_search.search import Filters, SearchQuery, SearchService
 from hybrid_search.settings import Settings

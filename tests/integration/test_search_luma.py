@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from hybrid_search.catalog import Product, open_catalogue
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import SearchEngine, definition_from_settings
-from hybrid_search.indexing import encoder_records
 from hybrid_search.ingest.pipeline import Ingestor
 from hybrid_search.search import Filters, SearchQuery, SearchService, search_encoders
 from hybrid_search.settings import Settings

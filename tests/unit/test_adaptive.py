@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_search.adaptive import FEATURES, AdaptiveFusion, fit_adaptive, query_features
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import Hit
+from hybrid_search.ranking.adaptive import FEATURES, AdaptiveFusion, fit_adaptive, query_features
+from hybrid_search.ranking.fusion import Hit
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ from hybrid_search.api import Services, create_app
 from hybrid_search.api.security import KeyRing, access_of, is_remote, presented_key
 from hybrid_search.engine.dialects import elasticsearch_search_body, opensearch_search_body
 from hybrid_search.errors import ConfigurationError
-from hybrid_search.queries import bm25_request
+from hybrid_search.search.bodies import bm25_request
 from hybrid_search.search.plan import (
     Retriever,
     facets_request,

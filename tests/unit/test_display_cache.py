@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_search.queries import REVISION_FIELD, display_from_docvalues, docvalue_options, hit_revision
+from hybrid_search.search.bodies import REVISION_FIELD, display_from_docvalues, docvalue_options, hit_revision
 from hybrid_search.search.display import DisplayCache, revision_key
 
 pytestmark = pytest.mark.unit

@@ -225,7 +225,7 @@ def test_fingerprint_follows_file_content(tmp_path: Path) -> None:
 
 def test_importing_the_package_loads_no_heavy_library() -> None:
     code = (
-        "import sys, hybrid_search.encoders, hybrid_search.images;"
+        "import sys, hybrid_search.encoders, hybrid_search.media.images;"
         "heavy = {'torch', 'transformers', 'PIL', 'torchvision', 'httpx'} & set(sys.modules);"
         "assert not heavy, heavy"
     )

@@ -28,7 +28,7 @@ from hybrid_search.encoders.base import BatchedEncoder  # noqa: E402
 from hybrid_search.encoders.image import EfficientNetLite0Encoder  # noqa: E402
 from hybrid_search.encoders.text import minilm_folder  # noqa: E402
 from hybrid_search.errors import EncoderError  # noqa: E402
-from hybrid_search.images import load_image  # noqa: E402
+from hybrid_search.media.images import load_image  # noqa: E402
 
 pytestmark = pytest.mark.models
 

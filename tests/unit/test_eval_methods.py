@@ -30,7 +30,7 @@ from hybrid_search.evaluation.tuning import (
     random_configs,
     simplex_weights,
 )
-from hybrid_search.fusion import Hit, fuse
+from hybrid_search.ranking.fusion import Hit, fuse
 from hybrid_search.search import RETRIEVERS, SearchQuery
 
 pytestmark = pytest.mark.unit

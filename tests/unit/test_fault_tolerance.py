@@ -8,7 +8,7 @@ import pytest
 from hybrid_search.engine import create_engine
 from hybrid_search.engine.base import TRANSIENT_STATUSES
 from hybrid_search.errors import ConfigurationError
-from hybrid_search.queue import make_celery, retry_backoff_max, transport_options
+from hybrid_search.ingest.queue import make_celery, retry_backoff_max, transport_options
 from hybrid_search.settings import load_settings
 
 pytestmark = pytest.mark.unit

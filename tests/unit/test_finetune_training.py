@@ -11,7 +11,7 @@ import pytest
 
 from hybrid_search.encoders import get_encoder
 from hybrid_search.errors import ValidationError
-from hybrid_search.finetune import MODEL_CARD, TrainingPair, batches, train, training_pairs
+from hybrid_search.evaluation.finetune import MODEL_CARD, TrainingPair, batches, train, training_pairs
 
 TEXTS = {
     "p1": "Copper pipe 3/4 in. x 10 ft.",

@@ -1,4 +1,4 @@
-"""Pin the fusion formulas of ``hybrid_search.fusion`` on hand-computed examples.
+"""Pin the fusion formulas of ``hybrid_search.ranking.fusion`` on hand-computed examples.
 
 Scores are chosen dyadic (exactly representable) wherever the formula allows, so most expectations are
 exact; the rest use ``pytest.approx(rel=1e-12)`` against closed forms worked out in the comments.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pytest
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import (
+from hybrid_search.ranking.fusion import (
     DEFAULT_RANK_CONSTANT,
     METHODS,
     NORMALISERS,

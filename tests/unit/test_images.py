@@ -1,4 +1,4 @@
-"""Hostile and ordinary inputs to ``hybrid_search.images``: every refusal with its reason.
+"""Hostile and ordinary inputs to ``hybrid_search.media.images``: every refusal with its reason.
 
 URL tests that must be refused never open a connection (``httpx.Client.send`` is made to fail). The
 fetch tests that do connect talk only to a throwaway HTTP server on 127.0.0.1, admitted by ``allowlist``.
@@ -23,8 +23,8 @@ from hybrid_search.errors import ValidationError
 Image = pytest.importorskip("PIL.Image", reason="Pillow ships with the 'workers' extra")
 httpx = pytest.importorskip("httpx")
 
-from hybrid_search import images  # noqa: E402 - after the skips
-from hybrid_search.images import fetch_image_url, load_image, sniff_format  # noqa: E402
+from hybrid_search.media import images  # noqa: E402 - after the skips
+from hybrid_search.media.images import fetch_image_url, load_image, sniff_format  # noqa: E402
 
 pytestmark = pytest.mark.unit
 

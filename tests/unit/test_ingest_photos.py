@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hybrid_search import images as images_module
 from hybrid_search.encoders import get_encoder
 from hybrid_search.engine.base import BulkResult
 from hybrid_search.ingest import pipeline
 from hybrid_search.ingest.pipeline import Ingestor
+from hybrid_search.media import images as images_module
 from hybrid_search.settings import Settings, load_settings
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow ships with the 'workers' extra")
@@ -92,7 +92,7 @@ def catalogue(folder: Path, products: int, photos: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the photos decoded (the pipeline decodes through ``hybrid_search.images.load_image``)."""
+    """Counts the photos decoded (the pipeline decodes through ``hybrid_search.media.images.load_image``)."""
     calls: list[int] = []
     real = images_module.load_image
 

@@ -1,4 +1,4 @@
-"""Learned fusion (hybrid_search.learned): features computed by hand, fitting, ranking, the saved model."""
+"""Learned fusion (hybrid_search.ranking.learned): features computed by hand, fitting, ranking, the saved model."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import Hit
-from hybrid_search.learned import FEATURES, LearnedFusion, candidate_features, fit_learned, tokens
+from hybrid_search.ranking.fusion import Hit
+from hybrid_search.ranking.learned import FEATURES, LearnedFusion, candidate_features, fit_learned, tokens
 
 pytestmark = pytest.mark.unit
 

@@ -28,8 +28,8 @@ from hybrid_search.evaluation.photos import (
     product_ranking,
     record_categories,
 )
-from hybrid_search.fusion import Hit
-from hybrid_search.search.photo_fusion import KIND, jaccard, kind_agreement, photo_fusion, score_to_cosine
+from hybrid_search.ranking.fusion import Hit
+from hybrid_search.ranking.photo_fusion import KIND, jaccard, kind_agreement, photo_fusion, score_to_cosine
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 
 from hybrid_search.engine.dialects import elasticsearch_search_body, opensearch_search_body
 from hybrid_search.errors import ValidationError
-from hybrid_search.queries import BM25_FIELDS, DISPLAY_DOCVALUES, facet_aggs
+from hybrid_search.search.bodies import BM25_FIELDS, DISPLAY_DOCVALUES, facet_aggs
 from hybrid_search.search.plan import (
     Retriever,
     choose_retrievers,

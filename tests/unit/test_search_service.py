@@ -18,8 +18,8 @@ import pytest
 from hybrid_search.engine.dialects import opensearch_search_body
 from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import EncoderMismatchError, ValidationError
-from hybrid_search.queries import DISPLAY_FIELDS
 from hybrid_search.search import Filters, SearchQuery, SearchService
+from hybrid_search.search.bodies import DISPLAY_FIELDS
 from hybrid_search.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit

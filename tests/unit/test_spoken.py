@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_search.spoken import written_form
+from hybrid_search.voice.spoken import written_form
 
 pytestmark = pytest.mark.unit
 

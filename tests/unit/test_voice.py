@@ -17,7 +17,7 @@ from hybrid_search.errors import ConfigurationError, ValidationError
 
 av = pytest.importorskip("av", reason="the voice extra (faster-whisper, PyAV) is not installed")
 
-from hybrid_search.voice import (  # noqa: E402
+from hybrid_search.voice.recognition import (  # noqa: E402
     AUDIO_FORMATS,
     SAMPLE_RATE,
     WHISPER_BASE_FILES,

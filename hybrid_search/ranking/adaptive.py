@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import Hit
+from hybrid_search.ranking.fusion import Hit
 
 FEATURES: tuple[str, ...] = (
     "words",

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid_search.catalog import product_text
+from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import EncoderRef, SearchEngine, definition_from_settings
-from hybrid_search.fusion import Hit, fuse
-from hybrid_search.indexing import encoder_records, product_text
-from hybrid_search.queries import bm25_request, knn_request, native_hybrid_request
+from hybrid_search.ranking.fusion import Hit, fuse
+from hybrid_search.search.bodies import bm25_request, knn_request, native_hybrid_request
 from hybrid_search.settings import Settings
 
 DEMO_ALIAS = "hybrid-search-demo"

@@ -1,4 +1,4 @@
-"""Which encoders fill which vector fields, and how a product becomes the text they embed.
+"""Which encoders fill which vector fields.
 
 The roles of ``mappings/vectors.json`` (``text``, ``image``, ``colour``, ``fused``, and ``photo_image`` /
 ``photo_colour`` for every photo of a product) map to the encoders named in the settings. Encoder identities (name, weights version, dimension) are known without loading any model, so an
@@ -52,17 +52,4 @@ def encoder_records(
     return records
 
 
-def product_text(product: Mapping[str, Any]) -> str:
-    """The text a product's ``text_vector`` embeds: title, brand, categories, colour, material, description."""
-    parts = [
-        product.get("title"),
-        product.get("brand"),
-        product.get("category_path"),
-        product.get("colour"),
-        product.get("material"),
-        product.get("description"),
-    ]
-    return ". ".join(str(p).strip() for p in parts if p and str(p).strip())
-
-
-__all__ = ["PHOTO_ROLES", "configured_encoders", "encoder_records", "fused_ref", "product_text"]
+__all__ = ["PHOTO_ROLES", "configured_encoders", "encoder_records", "fused_ref"]

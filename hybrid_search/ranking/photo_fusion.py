@@ -19,7 +19,7 @@ soft gate: a product of another kind (``K`` near 0) loses ``w_kind * ln(1/epsilo
 the right kind colour and shape decide. Without categories (none on the neighbours or on ``d``) ``K`` is 0 for
 every candidate and the term is the same constant for all: the fusion is then the plain weighted sum of cosines.
 
-Pure functions over plain data, like :mod:`hybrid_search.fusion`; each returned :class:`FusedHit` has one
+Pure functions over plain data, like :mod:`hybrid_search.ranking.fusion`; each returned :class:`FusedHit` has one
 :class:`Contribution` per retriever (``raw_score``: engine score, ``normalised``: cosine) and one for
 ``photo_kind`` (``raw_score``: ``K(d)``, ``normalised``: ``ln(K(d) + epsilon)``), adding up to its score.
 """
@@ -30,7 +30,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import Contribution, FusedHit, Hit
+from hybrid_search.ranking.fusion import Contribution, FusedHit, Hit
 
 KIND = "photo_kind"
 DEFAULT_NEIGHBOURS = 20

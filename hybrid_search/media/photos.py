@@ -2,7 +2,7 @@
 
 Local paths are resolved against the catalogue's folder and must stay inside it (or inside a folder of
 ``HYBRID_SEARCH_IMAGE_ROOTS``): a catalogue cannot make a worker read ``/etc/passwd`` or ``../../secrets``.
-URLs go through :func:`hybrid_search.images.fetch_image_url` (http/https only, no private, loopback,
+URLs go through :func:`hybrid_search.media.images.fetch_image_url` (http/https only, no private, loopback,
 link-local or metadata addresses unless allow-listed, byte cap, timeout, checked redirects).
 """
 
@@ -17,7 +17,7 @@ from hybrid_search.settings import Settings
 
 def read_photo(ref: str, *, base_dir: Path | None, settings: Settings, roots: Sequence[Path] = ()) -> bytes:
     """The raw bytes of the photo ``ref``; :class:`ValidationError` saying why when it cannot be used."""
-    from hybrid_search.images import fetch_image_url
+    from hybrid_search.media.images import fetch_image_url
 
     if "://" in ref:
         if not ref.lower().startswith(("http://", "https://")):

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hybrid_search.errors import ValidationError
-from hybrid_search.fusion import Contribution, FusedHit, Hit
+from hybrid_search.ranking.fusion import Contribution, FusedHit, Hit
 
 LEXICAL, DENSE = "bm25", "text_knn"
 TITLE = "title_match"  # the explain entry of the title features

@@ -144,8 +144,8 @@ def index_create(
     ] = None,
 ) -> None:
     """Create the next `<alias>-v<N>` from the mapping files and the configured encoders."""
+    from hybrid_search.encoders.roles import encoder_records
     from hybrid_search.engine import create_engine, definition_from_settings
-    from hybrid_search.indexing import encoder_records
 
     settings = get_settings()
     definition = definition_from_settings(settings, encoder_records(settings))
@@ -246,9 +246,9 @@ def ingest(
 
 
 def _ensure_index(settings: Any, target: str) -> None:
+    from hybrid_search.encoders.roles import encoder_records
     from hybrid_search.engine import create_engine, definition_from_settings
     from hybrid_search.errors import IndexNotFoundError
-    from hybrid_search.indexing import encoder_records
 
     with create_engine(settings) as engine:
         try:
@@ -292,8 +292,8 @@ def reindex(
 ) -> None:
     """Re-embed the catalogue into a new versioned index and swap the alias to it (no downtime)."""
     from hybrid_search.catalog import open_catalogue
+    from hybrid_search.encoders.roles import encoder_records
     from hybrid_search.engine import create_engine, definition_from_settings
-    from hybrid_search.indexing import encoder_records
     from hybrid_search.ingest.jobs import enqueue_catalogue
 
     settings = get_settings()
@@ -381,7 +381,7 @@ def workers(
     import os
 
     settings = get_settings()
-    from hybrid_search.queue import WORKER_ENV
+    from hybrid_search.ingest.queue import WORKER_ENV
 
     if any(k not in os.environ for k in WORKER_ENV) and os.environ.get("HYBRID_SEARCH_KEEP_MALLOC") != "1":
         # glibc reads these at start-up only: re-exec this same command with them
@@ -389,7 +389,7 @@ def workers(
         os.execvpe(sys.executable, command, {**WORKER_ENV, **os.environ})  # noqa: S606
     if concurrency is not None:
         # the worker processes read their settings from the environment: share the process count with them
-        # (it decides their torch threads, see hybrid_search.queue.worker_torch_threads)
+        # (it decides their torch threads, see hybrid_search.ingest.queue.worker_torch_threads)
         os.environ["HYBRID_SEARCH_WORKER_CONCURRENCY"] = str(concurrency)
         get_settings.cache_clear()
     from workers.app import app as celery_app
@@ -533,8 +533,8 @@ def demo(
     """Start the local stack, index two products with real embeddings, run a hybrid query and print it."""
     from dataclasses import asdict
 
-    from hybrid_search.demo import DEMO_PRODUCTS, run_demo
     from hybrid_search.engine import create_engine
+    from hybrid_search.evaluation.demo import DEMO_PRODUCTS, run_demo
 
     settings = get_settings()
     if stack:
@@ -893,11 +893,10 @@ def finetune(
 ) -> None:
     """Fine-tune the text encoder on (query, relevant product) pairs from judgments or click logs, contrastively
     (in-batch and hard negatives), into a new versioned model folder; then reindex with it."""
-    from hybrid_search.catalog import Product, open_catalogue
+    from hybrid_search.catalog import Product, open_catalogue, product_text
     from hybrid_search.evaluation.console import progress_bar
     from hybrid_search.evaluation.data import read_qrels, read_queries
-    from hybrid_search.finetune import train, training_pairs
-    from hybrid_search.indexing import product_text
+    from hybrid_search.evaluation.finetune import train, training_pairs
 
     settings = get_settings()
     texts = {

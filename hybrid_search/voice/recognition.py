@@ -17,7 +17,7 @@ hears no speech.
 hypotheses (CTranslate2's ``num_hypotheses``), without timestamps, at temperature 0 with no fallback and no VAD
 (a query is one short utterance). The transcript's length is capped by the audio's (:func:`max_tokens`), so a
 decoder caught in a loop stops early. Each hypothesis is written as the catalogue writes it
-(:func:`hybrid_search.spoken.written_form`: "three slash four plywood four by eight" -> "3/4 plywood 4x8"; what
+(:func:`hybrid_search.voice.spoken.written_form`: "three slash four plywood four by eight" -> "3/4 plywood 4x8"; what
 the model wrote stays in ``Alternative.spoken``); hypotheses that then read the same are merged, each keeping its
 score, the average log-probability per token.
 
@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybrid_search.errors import ConfigurationError, EncoderError, ValidationError
-from hybrid_search.spoken import written_form
+from hybrid_search.voice.spoken import written_form
 
 if TYPE_CHECKING:
     from hybrid_search.engine import SearchEngine
@@ -319,7 +319,7 @@ def catalogue_vocabulary(engine: SearchEngine, index: str, *, words: int = 40) -
 class Alternative:
     """One distinct hypothesis: its text and average log-probability per token (higher is likelier).
 
-    ``text`` is written as the catalogue writes it (:func:`hybrid_search.spoken.written_form`: "3/4 in.
+    ``text`` is written as the catalogue writes it (:func:`hybrid_search.voice.spoken.written_form`: "3/4 in.
     plywood"); ``spoken`` is what the recogniser wrote ("three quarter inch plywood"); ``model`` the recogniser
     that heard it (the likeliest, when several did).
     """
@@ -747,7 +747,7 @@ def recogniser(settings: Settings) -> Transcriber | Ensemble:
 def catalogue_scores(engine: SearchEngine, index: str, texts: Sequence[str]) -> list[float]:
     """The top BM25 score of each text on the index (0 when nothing matches): one ``_msearch``."""
     from hybrid_search.engine import SearchRequest
-    from hybrid_search.queries import bm25_query
+    from hybrid_search.search.bodies import bm25_query
 
     if not texts:
         return []

@@ -1,0 +1,1 @@
+"""Media: loading product and query photos safely (size and pixel limits, path and URL checks)."""

@@ -1,0 +1,1 @@
+"""Ranking: fusing the retrievers' lists into one ranking (pure functions and small models)."""

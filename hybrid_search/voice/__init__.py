@@ -1,0 +1,1 @@
+"""Voice search: audio decoding, speech recognisers, spoken forms and catalogue hotwords."""
