@@ -49,7 +49,7 @@ from hybrid_search.evaluation.metrics import (  # noqa: E402
     paired_bootstrap,
     recall_at_k,
 )
-from hybrid_search.ingest.queue import WORKER_ENV  # noqa: E402
+from hybrid_search.ingest.workers import WORKER_ENV  # noqa: E402
 from hybrid_search.ranking.adaptive import fit_adaptive, query_features  # noqa: E402
 from hybrid_search.ranking.fusion import Hit, linear_fusion, rrf_fusion  # noqa: E402
 from hybrid_search.ranking.learned import candidate_features, fit_learned  # noqa: E402

@@ -50,8 +50,9 @@ from hybrid_search.catalog import Product, open_catalogue, product_text  # noqa:
 from hybrid_search.encoders.base import DEFAULT_IMAGE_BATCH_SIZE  # noqa: E402
 from hybrid_search.encoders.roles import configured_encoders, encoder_records  # noqa: E402
 from hybrid_search.engine import create_engine, definition_from_settings  # noqa: E402
-from hybrid_search.ingest.jobs import enqueue_catalogue, wait_for_job  # noqa: E402
-from hybrid_search.ingest.queue import WORKER_ENV, worker_torch_threads  # noqa: E402
+from hybrid_search.ingest.enqueue import enqueue_catalogue  # noqa: E402
+from hybrid_search.ingest.jobs import wait_for_job  # noqa: E402
+from hybrid_search.ingest.workers import WORKER_ENV, worker_torch_threads  # noqa: E402
 from hybrid_search.settings import Settings, load_settings  # noqa: E402
 
 

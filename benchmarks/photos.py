@@ -11,7 +11,7 @@ Every photo is embedded once per encoder with the product's own encoders (Effici
 ``colour`` = HSV 8x8x8 cosine, ``colour-hellinger`` = HSV 16x8x8 square-rooted) and cached in ``--cache``
 (default ``<repo>/.cache/photos``, git-ignored; the file name holds the encoder's name and weights version and
 a hash of the photo list), so reruns only search. The script re-executes itself once with the worker's glibc
-allocator variables (``hybrid_search.ingest.queue.WORKER_ENV``): batched CNN inference on CPU is 2-3x faster with them.
+allocator variables (``hybrid_search.ingest.workers.WORKER_ENV``): batched CNN inference on CPU is 2-3x faster with them.
 
 Methods: each retriever alone; ``concat`` = the equal-weight concatenation of two L2-normalised vectors (the
 mean of their cosines); ``linear minmax`` = the query layer's default client-side fusion of the two retrievers'
@@ -59,7 +59,7 @@ from hybrid_search.evaluation.photos import (  # noqa: E402
     myntra_photos,
     record_categories,
 )
-from hybrid_search.ingest.queue import WORKER_ENV  # noqa: E402
+from hybrid_search.ingest.workers import WORKER_ENV  # noqa: E402
 from hybrid_search.ranking.fusion import Hit, fuse  # noqa: E402
 from hybrid_search.ranking.photo_fusion import photo_fusion  # noqa: E402
 

@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:
 from hybrid_search.catalog import Product, open_catalogue  # noqa: E402
 from hybrid_search.encoders.roles import configured_encoders, encoder_records  # noqa: E402
 from hybrid_search.engine import SearchEngine, create_engine, definition_from_settings  # noqa: E402
-from hybrid_search.engine.definition import vector_record_changes  # noqa: E402
+from hybrid_search.engine.definition import vectors_from_meta  # noqa: E402
 from hybrid_search.ingest.pipeline import Ingestor  # noqa: E402
 from hybrid_search.ranking.fusion import Hit, fuse  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService, apply_search_threads  # noqa: E402
@@ -93,6 +93,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 # ---- indices ------------------------------------------------------------------------------------------
 
 
+def vector_changes(wanted: dict[str, dict[str, Any]], recorded: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per vector field whose record in the index differs from the one the settings would write."""
+    return [
+        f"{field}: the index has {recorded.get(field) or 'none'}, the settings give {wanted.get(field) or 'none'}"
+        for field in sorted(set(wanted) | set(recorded))
+        if wanted.get(field) != recorded.get(field)
+    ]
+
+
 def ensure_index(
     engine: SearchEngine,
     settings: Settings,
@@ -105,14 +114,14 @@ def ensure_index(
     batch: int,
 ) -> str:
     """``<alias>-v1`` holding ``products``: reused when its count matches and its vector fields come from
-    ``encoders`` (name, version and dimension per field, :func:`vector_record_changes`), else (re)built with
-    the Ingestor. An index built with other encoders would answer every query on those fields with an
-    encoder mismatch."""
+    ``encoders`` (its ``_meta`` records the vector fields the definition would: encoder, version, dimension and
+    similarity, :func:`vector_changes`), else (re)built with the Ingestor. An index built with other encoders
+    would answer every query on those fields with an encoder mismatch."""
     name = f"{alias}-v1"
     definition = definition_from_settings(settings, encoder_records(settings, encoders))
     if name in engine.versions(alias).values() and not rebuild:
         count = engine.count(name)
-        changes = vector_record_changes(definition, engine.vector_records(name))
+        changes = vector_changes(vectors_from_meta(definition.meta()), engine.vector_records(name))
         if count == len(products) and not changes:
             log(f"reusing {name} ({count} products)")
             return name

@@ -10,16 +10,16 @@ For each query: the typed query is searched (nDCG@10 typed); the query is spoken
 under ``.cache/voice-bench/`` so a rerun speaks nothing again; it is decoded and transcribed by each model, once
 without and once with the catalogue biasing (hotwords from the index's categories, colours and title words),
 and each transcript is searched the same way (nDCG@10 by voice). A model setting joined by ``+`` is an ensemble
-(:class:`hybrid_search.voice.recognition.Ensemble`). Ways of using the n-best list: ``top`` searches the likeliest
-hypothesis; ``api`` does what ``POST /search/voice`` does: the catalogue chooses among the distinct hypotheses
-(:func:`hybrid_search.voice.recognition.choose_transcript`) and :func:`hybrid_search.voice.recognition.search_text` is searched;
+(:class:`hybrid_search.voice.Ensemble`). Ways of using the n-best list: ``top`` searches the likeliest
+hypothesis; ``api`` does what ``POST /search/voice`` does (:class:`hybrid_search.voice.VoiceSearch`): the catalogue
+chooses among the distinct hypotheses (:func:`hybrid_search.voice.choose_transcript`) and the chosen one is searched;
 ``api-spoken`` searches the same choice as the recogniser wrote it, before
 :func:`hybrid_search.voice.spoken.written_form` (what writing numbers, fractions and units as titles do is worth).
 Queries are the dev queries in a fixed shuffle (``--seed``); ``--skip`` leaves out the first ones (the
 defaults - the catalogue weight, the ensemble - were chosen on the first 600 of seed 7).
 
 Figures: word error rate of the searched transcript against the query (words as
-:func:`hybrid_search.voice.recognition.normalise_transcript` writes them), nDCG@10 typed and by voice, and their ratio
+:func:`hybrid_search.voice.normalise_transcript` writes them), nDCG@10 typed and by voice, and their ratio
 (goal: >= 0.90) with a 95% bootstrap interval over queries; the recognition latency (decode + encoder + beam search of one utterance, with biasing, as the
 API runs it) p50 and p90 per model, measured in this run on this machine. nDCG follows the dataset's protocol:
 gain = relevance - 1, unjudged products gain 0. The index is ``bench-homedepot-v1`` (every product title,
@@ -53,7 +53,7 @@ from hybrid_search.engine import create_engine  # noqa: E402
 from hybrid_search.errors import ValidationError  # noqa: E402
 from hybrid_search.search import SearchQuery, SearchService  # noqa: E402
 from hybrid_search.settings import get_settings  # noqa: E402
-from hybrid_search.voice.recognition import (  # noqa: E402
+from hybrid_search.voice import (  # noqa: E402
     TINY_EN,
     catalogue_scores,
     catalogue_vocabulary,
@@ -61,7 +61,6 @@ from hybrid_search.voice.recognition import (  # noqa: E402
     decode_audio,
     normalise_transcript,
     recogniser,
-    search_text,
 )
 
 CACHE = REPO / ".cache" / "voice-bench"
@@ -224,7 +223,7 @@ def main() -> None:
                     chosen = choose_transcript(transcript, catalogue_scores(engine, index, texts))
                     spoken = next(a.spoken or a.text for a in chosen.alternatives if a.text == chosen.text)
                     row[f"{bias}/n-best"] = [a.as_dict() for a in chosen.alternatives]
-                    ways = [("top", transcript.text), ("api-spoken", spoken), ("api", search_text(chosen))]
+                    ways = [("top", transcript.text), ("api-spoken", spoken), ("api", chosen.text)]
                 for how, heard in ways:
                     config = f"{bias}/{how}"
                     if config not in scores:

@@ -6,11 +6,18 @@
     ├── EngineError                   the search engine refused or failed a request
     │   ├── EngineUnavailableError    cannot reach the engine (connection refused, timeout, DNS)
     │   ├── EngineAuthError           credentials or API key rejected (401/403)
-    │   ├── IndexNotFoundError        the index or alias does not exist
-    │   └── BulkWriteError            some items of a bulk write failed (per-item reasons attached)
+    │   ├── EngineRequestError        the engine refused a request hybrid-search built (HTTP 400)
+    │   └── IndexNotFoundError        the index or alias does not exist
     ├── EncoderMismatchError          vectors from another encoder than the index's ``_meta`` records
     ├── ValidationError               user input rejected (query, record, image, audio); ``field`` names it
     └── EncoderError                  a model could not be loaded or run
+
+Whose fault it is decides the branch. A user's input is checked before any request is built, and what fails
+that check is a :class:`ValidationError` (the API answers 4xx). A request the engine refuses (HTTP 400) was
+built by hybrid-search, so it is never the user's fault but a bug or a mapping that does not fit the code: an
+:class:`EngineRequestError`, carrying the engine's own error type and reason for the log, which the API answers
+as a server-side engine error (502 ``engine_error``, like every :class:`EngineError` that is not a 503) and not
+as invalid input.
 
 Every class takes only positional ``message`` plus simple keyword data, so instances pickle
 (Celery moves exceptions between processes).
@@ -56,18 +63,21 @@ class IndexNotFoundError(EngineError):
     """The index or alias does not exist."""
 
 
-class BulkWriteError(EngineError):
-    """Some items of a bulk write failed.
+class EngineRequestError(EngineError):
+    """The engine refused a request that hybrid-search built (HTTP 400): a fault on this side, not the user's.
 
-    ``errors`` is a list of ``{"id": ..., "kind": "conflict"|"mapping"|"other", "reason": ...}``.
+    ``error_type`` and ``reason`` come from the engine's error body (``parsing_exception``, ``parsing_exception:
+    unknown query [x] (caused by ...)``): only the engine's own type and reason texts, never the request or its
+    headers, so they can be logged.
     """
 
-    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, message: str, error_type: str = "", reason: str = "") -> None:
         super().__init__(message)
-        self.errors = list(errors or [])
+        self.error_type = error_type
+        self.reason = reason
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.message, self.errors))
+        return (type(self), (self.message, self.error_type, self.reason))
 
 
 class EncoderMismatchError(HybridSearchError):
@@ -90,12 +100,12 @@ class EncoderError(HybridSearchError):
 
 
 __all__ = [
-    "BulkWriteError",
     "ConfigurationError",
     "EncoderError",
     "EncoderMismatchError",
     "EngineAuthError",
     "EngineError",
+    "EngineRequestError",
     "EngineUnavailableError",
     "HybridSearchError",
     "IndexNotFoundError",

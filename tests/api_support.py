@@ -4,14 +4,14 @@
 :class:`Ingestor` (real MiniLM, EfficientNet-Lite0 and colour vectors). ``ApiServer`` runs ``hybrid-search serve``
 as a subprocess (uvicorn) on a free port with that alias, a private ingest queue and the Luma folder as photo
 root, and waits until it answers. ``Worker`` runs ``hybrid-search workers`` (Celery) as a subprocess with the
-environment given (its queue, its encoders) and waits until it is ready.
+environment given (its queue, its encoders), started by the library's
+:func:`~hybrid_search.ingest.workers.start_worker`, and waits until it is ready.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +29,9 @@ import pytest
 from hybrid_search.catalog import Product, open_catalogue
 from hybrid_search.encoders.roles import configured_encoders, encoder_records
 from hybrid_search.engine import create_engine, definition_from_settings
+from hybrid_search.errors import HybridSearchError
 from hybrid_search.ingest.pipeline import Ingestor
+from hybrid_search.ingest.workers import start_worker, stop_worker
 from hybrid_search.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,17 +158,12 @@ class Worker:
     ) -> None:
         self.node = f"{prefix}-{uuid.uuid4().hex[:6]}@%h"
         self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", self.node],
-                env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while b" ready." not in log.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the worker did not start; its log:\n{self.text()[-3000:]}", pytrace=False)
-            time.sleep(0.5)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"")  # this worker's output only
+        try:
+            self.process = start_worker(log, env=env, node=self.node, wait_s=timeout_s)
+        except HybridSearchError:
+            pytest.fail(f"the worker did not start; its log:\n{self.text()[-3000:]}", pytrace=False)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -174,12 +171,7 @@ class Worker:
     def stop(self) -> None:
         """SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 60 s."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_worker(self.process, timeout_s=60)
 
 
 @contextmanager
@@ -216,13 +208,11 @@ def shared_api(request: pytest.FixtureRequest, settings: Settings) -> Shared:
     """The process's API server on the Luma alias, with a worker on its private queue (built once)."""
     if "api" in _SHARED_API:
         return _SHARED_API["api"]
-    from hybrid_search.api.server import start_worker, stop_worker
-
     alias = shared_luma_alias(request, settings)
     queue = f"test-api-{uuid.uuid4().hex[:8]}"
     env = server_env(alias, queue)
     log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
-    worker = start_worker({**os.environ, **env}, log_dir / f"{queue}-worker.log")
+    worker = start_worker(log_dir / f"{queue}-worker.log", env={**os.environ, **env})
     request.config.add_cleanup(lambda: stop_worker(worker))
     server = ApiServer(env, log_dir / f"{queue}-server.log").start()
     request.config.add_cleanup(server.stop)

@@ -30,8 +30,9 @@ from hybrid_search.encoders.roles import configured_encoders
 from hybrid_search.engine import create_engine
 from hybrid_search.errors import EngineUnavailableError
 from hybrid_search.ingest.pipeline import BatchReport, Ingestor
-from hybrid_search.ingest.queue import INGEST_TASK, apply_worker_threads, retry_backoff_max
+from hybrid_search.ingest.queue import INGEST_TASK, retry_backoff_max
 from hybrid_search.ingest.tracking import Tracker, connect
+from hybrid_search.ingest.workers import apply_worker_threads
 from hybrid_search.settings import get_settings
 from workers.app import app
 

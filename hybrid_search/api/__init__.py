@@ -9,6 +9,7 @@ Errors are JSON ``{"error": {"status", "code", "message", "field"}}``; the statu
 table, :data:`hybrid_search.api.errors.STATUS`.
 """
 
-from hybrid_search.api.app import Services, build_services, create_app
+from hybrid_search.api.app import create_app
+from hybrid_search.api.state import Services, build_services
 
 __all__ = ["Services", "build_services", "create_app"]

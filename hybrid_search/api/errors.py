@@ -7,8 +7,11 @@ the size limit), has one shape a user or a program can read::
                "field": "text"}}
 
 :data:`STATUS` is the table: the first row whose class the error is an instance of decides, so subclasses come
-before their bases. An error outside the tree is a bug: 500 with a generic message (the details go to the log,
-never to the client).
+before their bases. Only the user's input, refused by our own checks before any engine call, is a 4xx. A request
+the engine refuses (:class:`~hybrid_search.errors.EngineRequestError`) was built by this server, so it is a 502
+``engine_error``: the engine's type and reason go to the log, the client gets a message that does not blame its
+input. An error outside the tree is a bug: 500 with a generic message (the details go to the log, never to the
+client).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from hybrid_search.errors import (
     EncoderMismatchError,
     EngineAuthError,
     EngineError,
+    EngineRequestError,
     EngineUnavailableError,
     HybridSearchError,
     IndexNotFoundError,
@@ -70,6 +74,7 @@ STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (IndexNotFoundError, 503, "no_index"),
     (EngineUnavailableError, 503, "engine_unavailable"),
     (EngineAuthError, 502, "engine_auth"),
+    (EngineRequestError, 502, "engine_error"),
     (EngineError, 502, "engine_error"),
     (QueueUnavailableError, 503, "queue_unavailable"),
     (UnavailableError, 503, "unavailable"),
@@ -101,6 +106,12 @@ def error_response(exc: BaseException) -> JSONResponse:
     message = str(exc) if isinstance(exc, HybridSearchError) else "internal error; see the server log"
     if isinstance(exc, IndexNotFoundError):
         message = f"no products are indexed yet ({exc}); ingest a catalogue first"
+    elif isinstance(exc, EngineRequestError):  # the engine's reason can quote our request: the log has it
+        kind = f" ({exc.error_type})" if exc.error_type else ""
+        message = (
+            f"the search engine refused a request this server built{kind}: a server-side fault, not a problem "
+            "with the input; the server log has the engine's reason"
+        )
     field = getattr(exc, "field", None)
     headers = {"Retry-After": "5"} if status == 503 else None
     return JSONResponse(error_body(status, code, message, field), status_code=status, headers=headers)

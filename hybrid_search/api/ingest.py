@@ -1,25 +1,21 @@
 """Enqueue products posted to the API: validated here, embedded and written by the workers.
 
-The same task and kwargs as :func:`hybrid_search.ingest.jobs.enqueue_catalogue` (sent by name, so the API needs
-no worker code), and the same job record in Redis, so ``/tasks/{id}`` and ``hybrid-search`` read one format.
+Sent through the same :class:`~hybrid_search.ingest.enqueue.Enqueuer` as the CLI's (by task name, so the API
+needs no worker code), with the same job record in Redis, so ``/tasks/{id}`` and ``hybrid-search`` read one
+format.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from hybrid_search.catalog import validate_product
 from hybrid_search.errors import ValidationError
-from hybrid_search.ingest.queue import INGEST_TASK
-from hybrid_search.ingest.tracking import QueueUnavailableError
-from hybrid_search.settings import redact_url
+from hybrid_search.ingest.enqueue import Enqueuer
 
 if TYPE_CHECKING:
-    from hybrid_search.api.app import Services
+    from hybrid_search.api.state import Services
 
 MAX_REPORTED = 5
 
@@ -50,33 +46,9 @@ def validate_products(records: Sequence[Any]) -> list[dict[str, Any]]:
 
 def enqueue_products(services: Services, records: Sequence[Any]) -> str:
     """Validate ``records`` and send them to the ingest queue in batches; returns the task (job) id."""
-    settings = services.settings
     products = validate_products(records)
-    job = uuid.uuid4().hex
-    index = settings.index_alias
-    size = settings.ingest_batch_size
-    try:
-        services.tracker.start_job(job, index=index, total=0, batches=0, read_errors=0)
-        for batch, start in enumerate(range(0, len(products), size)):
-            chunk = products[start : start + size]
-            services.celery.send_task(
-                INGEST_TASK,
-                kwargs={
-                    "job": job,
-                    "batch": batch,
-                    "index": index,
-                    "records": chunk,
-                    "sources": [f"api#{start + n}" for n in range(len(chunk))],
-                    "base_dir": None,
-                },
-                queue=settings.ingest_queue,
-            )
-            services.tracker.add_batches(job, 1, len(chunk))
-    except (redis.RedisError, OSError) as exc:
-        raise QueueUnavailableError(
-            f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}"
-        ) from None
-    return job
+    enqueuer = Enqueuer(services.settings, tracker=services.tracker, celery=services.celery)
+    return enqueuer.products(products).id
 
 
 __all__ = ["enqueue_products", "validate_products"]

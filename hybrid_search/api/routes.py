@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import time
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from hybrid_search.api.app import STATIC, Services
 from hybrid_search.api.errors import (
     NotFoundError,
     PayloadTooLargeError,
     UnavailableError,
     UnsupportedMediaError,
 )
+from hybrid_search.api.ingest import enqueue_products
 from hybrid_search.api.schemas import (
     ErrorOut,
     FacetsOut,
@@ -31,9 +31,11 @@ from hybrid_search.api.schemas import (
     TaskOut,
     VoiceSearchOut,
 )
+from hybrid_search.api.state import ServicesDep
 from hybrid_search.errors import HybridSearchError, ValidationError
 from hybrid_search.search import Filters, SearchQuery
 
+STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
@@ -45,11 +47,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 TASK_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _read_upload(upload: UploadFile, limit: int, what: str) -> bytes:
@@ -94,9 +91,8 @@ def page() -> FileResponse:
 
 
 @router.post("/search", response_model=SearchOut, responses=ERRORS, tags=["search"])
-def search(body: SearchBody, request: Request) -> dict[str, Any]:
+def search(body: SearchBody, services: ServicesDep) -> dict[str, Any]:
     """Hybrid search by text: BM25 and text kNN fused into one ranking, with filters, facets and paging."""
-    services = _services(request)
     limit = services.settings.api_max_rank_window
     if body.rank_window is not None and body.rank_window > limit:
         raise ValidationError(
@@ -110,12 +106,12 @@ def search(body: SearchBody, request: Request) -> dict[str, Any]:
         fusion=body.fusion, normaliser=body.normaliser, rank_constant=body.rank_constant,
         rank_window=body.rank_window, page=body.page, size=body.size, explain=body.explain, facets=body.facets,
     )  # fmt: skip
-    return services.search.search(query).to_dict()  # type: ignore[no-any-return]
+    return services.search.search(query).to_dict()
 
 
 @router.post("/search/image", response_model=SearchOut, responses=ERRORS, tags=["search"])
 def search_image(
-    request: Request,
+    services: ServicesDep,
     image: Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP or GIF.")],
     text: Annotated[
         str | None, Form(max_length=4000, description="Optional words: 'like this, but red'.")
@@ -130,7 +126,6 @@ def search_image(
     """Search by photo, or photo and words: photo, colour and (with words) fused and text retrievers."""
     from hybrid_search.media.images import ACCEPTED_FORMATS, load_image, sniff_format
 
-    services = _services(request)
     settings = services.settings
     data = _read_upload(image, settings.api_max_upload_bytes, "image")
     kind = sniff_format(data)
@@ -143,12 +138,12 @@ def search_image(
         text=text, image=photo, filters=_json_form(filters, "filters"), weights=_json_form(weights, "weights"),
         fusion=fusion, page=page, size=size, explain=explain,
     )  # fmt: skip
-    return services.search.search(query).to_dict()  # type: ignore[no-any-return]
+    return services.search.search(query).to_dict()
 
 
 @router.post("/search/voice", response_model=VoiceSearchOut, responses=ERRORS, tags=["search"])
 def search_voice(
-    request: Request,
+    services: ServicesDep,
     audio: Annotated[UploadFile, File(description="Speech: WAV, MP3, Ogg/Opus, WebM, FLAC or M4A.")],
     filters: Annotated[str | None, Form(description='Filters as a JSON object: {"colour": "Red"}.')] = None,
     fusion: Annotated[str | None, Form(description="linear, rrf, native or learned.")] = None,
@@ -161,55 +156,39 @@ def search_voice(
 
     The response carries the transcript searched for and the distinct alternatives the recogniser heard.
     """
-    from hybrid_search.voice.recognition import (
-        AUDIO_FORMATS,
-        catalogue_scores,
-        choose_transcript,
-        decode_audio,
-        search_text,
-        sniff_audio,
-    )
+    from hybrid_search.voice import AUDIO_FORMATS, VoiceSearch, sniff_audio
 
-    services = _services(request)
     settings = services.settings
     if services.transcriber is None:
         raise UnavailableError("voice search is switched off (HYBRID_SEARCH_VOICE_ENABLED)")
     data = _read_upload(audio, settings.api_max_upload_bytes, "audio")
-    kind = sniff_audio(data)
-    if kind not in AUDIO_FORMATS:
+    if sniff_audio(data) not in AUDIO_FORMATS:
         raise UnsupportedMediaError(
             "unsupported audio: send WAV, MP3, Ogg/Opus, WebM, FLAC or M4A speech", field="audio"
         )
-    filter_data = _json_form(filters, "filters")
-    base = _query(text="voice", filters=filter_data, weights=None, fusion=fusion, page=page, size=size)
-    started = time.perf_counter()
-    sound = decode_audio(data, max_seconds=settings.voice_max_seconds)
-    decoded_ms = round((time.perf_counter() - started) * 1000, 3)
-    index = settings.index_alias
-    use_bias = biasing and settings.voice_biasing and services.vocabulary is not None
-    vocabulary = services.vocabulary.get(index) if use_bias else None
-    transcript = services.transcriber.transcribe(sound, vocabulary=vocabulary)
-    if len(transcript.alternatives) > 1:
-        texts = [a.text for a in transcript.alternatives]
-        transcript = choose_transcript(transcript, catalogue_scores(services.engine, index, texts))
-    transcript.timings["audio_decode_ms"] = decoded_ms
+    # checked before the audio is heard; the text is replaced by what was said
     query = _query(
-        text=search_text(transcript), filters=base.filters.as_dict() or None, weights=None, fusion=fusion, page=page,
-        size=size, explain=explain,
+        text="voice", filters=_json_form(filters, "filters"), weights=None, fusion=fusion, page=page, size=size,
+        explain=explain,
     )  # fmt: skip
-    result: dict[str, Any] = services.search.search(query).to_dict()
-    result["transcript"] = transcript.as_dict()
-    return result
+    voice = VoiceSearch(
+        services.search,
+        services.engine,
+        services.transcriber,
+        services.vocabulary if settings.voice_biasing else None,
+        index=settings.index_alias,
+        max_seconds=settings.voice_max_seconds,
+    )
+    return voice.search(data, query, biasing=biasing).to_dict()
 
 
 @router.get("/facets", response_model=FacetsOut, responses=ERRORS, tags=["search"])
-def facets(request: Request) -> dict[str, Any]:
+def facets(services: ServicesDep) -> dict[str, Any]:
     """Category, brand, colour and price facets of the whole catalogue (what the page's filters start from)."""
     from hybrid_search.engine import SearchRequest
     from hybrid_search.search.bodies import facet_aggs
     from hybrid_search.search.response import parse_facets, parse_total
 
-    services = _services(request)
     response = services.engine.search(
         services.settings.index_alias, SearchRequest(size=0, aggs=facet_aggs(), source=False)
     )
@@ -222,12 +201,11 @@ def facets(request: Request) -> dict[str, Any]:
     response_class=Response,
     tags=["products"],
 )
-def product_image(product_id: str, request: Request) -> Response:
+def product_image(product_id: str, services: ServicesDep) -> Response:
     """A product's main photo (a local catalogue file from an allowed folder, or a redirect to its URL)."""
     from hybrid_search.media.images import sniff_format
     from hybrid_search.media.photos import read_photo
 
-    services = _services(request)
     settings = services.settings
     if not product_id or len(product_id) > 512:
         raise NotFoundError("no such product", field="product_id")
@@ -253,11 +231,8 @@ def product_image(product_id: str, request: Request) -> Response:
 
 
 @router.post("/products", status_code=202, response_model=TaskOut, responses=ERRORS, tags=["products"])
-def add_products(body: ProductsBody, request: Request) -> JSONResponse:
+def add_products(body: ProductsBody, services: ServicesDep) -> JSONResponse:
     """Validate products and enqueue them for the workers (embed + index); follow the task at ``/tasks/{id}``."""
-    from hybrid_search.api.ingest import enqueue_products
-
-    services = _services(request)
     settings = services.settings
     if len(body.products) > settings.api_max_products:
         raise PayloadTooLargeError(
@@ -294,9 +269,8 @@ def _task(job: str, state: dict[str, Any], letters: list[dict[str, Any]]) -> dic
     responses={404: {"model": ErrorOut, "description": "No such task."}, **ERRORS},
     tags=["products"],
 )
-def task(task_id: str, request: Request) -> dict[str, Any]:
+def task(task_id: str, services: ServicesDep) -> dict[str, Any]:
     """Progress of an ingestion task: batches done, products indexed, and the ones refused with reasons."""
-    services = _services(request)
     if not TASK_ID.match(task_id):
         raise NotFoundError(f"no task {task_id[:40]!r} (task ids are 32 hex digits)", field="task_id")
     try:
@@ -333,9 +307,8 @@ def _check(name: str, components: dict[str, dict[str, Any]], probe: Any) -> None
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}}, tags=["health"])
-def health(request: Request) -> JSONResponse:
+def health(services: ServicesDep) -> JSONResponse:
     """Engine (and the index), Redis, ingestion workers and models; 503 when any of them is down."""
-    services = _services(request)
     settings = services.settings
     components: dict[str, dict[str, Any]] = {}
 

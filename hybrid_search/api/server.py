@@ -1,20 +1,17 @@
 """Running the API: ``serve`` (uvicorn on the settings' host and port) and what ``hybrid-search run`` needs
-around it (the catalogue to show, a worker if none runs, the sample data when no catalogue is given).
+around it: the catalogue to show, and the sample data when no catalogue is given. (The worker it starts when
+none runs comes from :mod:`hybrid_search.ingest.workers`.)
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from hybrid_search.errors import ConfigurationError, HybridSearchError
+from hybrid_search.errors import ConfigurationError
 from hybrid_search.settings import Settings
 
 CATALOG_ENV = "HYBRID_SEARCH_CATALOG"
@@ -111,54 +108,6 @@ def resolve_catalogue(catalog: str | None, *, echo: Callable[[str], None] = prin
     return download_sample_data(echo=echo)
 
 
-def workers_on_queue(settings: Settings, timeout_s: float = 2.0) -> list[str]:
-    """Names of the Celery workers that consume the settings' ingest queue."""
-    from hybrid_search.ingest.queue import make_celery
-
-    app = make_celery(settings)
-    try:
-        replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
-    finally:
-        app.close()
-    return [
-        name
-        for name, queues in replies.items()
-        if any(q.get("name") == settings.ingest_queue for q in queues)
-    ]
-
-
-def start_worker(env: dict[str, str], log: Path, *, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
-    """Start ``hybrid-search workers`` in the background; returns once it is ready (its log says so)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    name = f"run-{os.getpid()}@%h"  # a node name of its own: Celery warns about duplicates
-    argv = [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", name]
-    with log.open("wb") as out:
-        worker = subprocess.Popen(  # noqa: S603 - this same program with fixed arguments
-            argv,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout_s
-    while b" ready." not in log.read_bytes():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            tail = log.read_text(errors="replace")[-2000:]
-            raise HybridSearchError(f"the worker did not start (log {log}):\n{tail}")
-        time.sleep(0.5)
-    return worker
-
-
-def stop_worker(worker: subprocess.Popen[Any]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-
-
 __all__ = [
     "CATALOG_ENV",
     "SAMPLE_DATA_URL",
@@ -166,7 +115,4 @@ __all__ = [
     "download_sample_data",
     "resolve_catalogue",
     "serve",
-    "start_worker",
-    "stop_worker",
-    "workers_on_queue",
 ]

@@ -1,4 +1,4 @@
-"""Encoders: text, image (and later audio) items to L2-normalised float32 vectors, swappable by name.
+"""Encoders: text and image items to L2-normalised float32 vectors, swappable by name.
 
     from hybrid_search.encoders import get_encoder
     text = get_encoder("minilm")                  # 384-d

@@ -32,7 +32,7 @@ from hybrid_search.errors import ConfigurationError, EncoderError, ValidationErr
 if TYPE_CHECKING:
     from PIL import Image  # noqa: F401 - named in the ImageEncoder alias string
 
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image"]
 Vectors = NDArray[np.float32]
 
 ItemT_contra = TypeVar("ItemT_contra", contravariant=True)
@@ -69,7 +69,7 @@ class Encoder(Protocol[ItemT_contra]):
 
     @property
     def modality(self) -> Modality:
-        """What the items are: ``"text"`` (str), ``"image"`` (PIL image) or ``"audio"``."""
+        """What the items are: ``"text"`` (str) or ``"image"`` (PIL image)."""
         ...
 
     def embed_documents(self, items: Sequence[ItemT_contra]) -> Vectors:

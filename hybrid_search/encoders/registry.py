@@ -28,7 +28,7 @@ DEFAULT_TEXT_ENCODER = "minilm"
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
 DEFAULT_COLOUR_ENCODER = "colour-hellinger"
 ENCODER_NAMES = ("minilm", "hf-text", "efficientnet-lite0", "resnet50", "clip", "colour", "colour-hellinger")
-_MODALITIES = ("text", "image", "audio")
+_MODALITIES = ("text", "image")
 
 
 def _split(spec: str) -> tuple[str, str | None]:

@@ -28,7 +28,7 @@ from hybrid_search.engine.definition import (
     versioned_name,
 )
 from hybrid_search.engine.request import SearchRequest
-from hybrid_search.errors import EngineError, IndexNotFoundError, ValidationError
+from hybrid_search.errors import EngineError, EngineRequestError, IndexNotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class BulkResult:
     def failed(self) -> int:
         return len(self.errors)
 
+
+MAX_REASON = 500  # characters of an engine's error reason kept in a message
 
 # HTTP statuses of a cluster that is overloaded or recovering (429 rejected, 502/504 gateway, 503 no shard copy
 # yet, cluster state not recovered): the same request may succeed later, so they are retried, not reported as bad
@@ -95,6 +97,19 @@ def _error_reason(error: Mapping[str, Any] | str | None) -> str:
             reason += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
         return reason
     return str(error)
+
+
+def engine_reason(body: Any) -> tuple[str, str]:
+    """``(type, "type: reason (caused by type: reason)")`` of an engine's error body, or of its ``error`` object.
+
+    Only the engine's type and reason texts are kept (not the rest of the body, which can quote the request), on
+    one line of at most :data:`MAX_REASON` characters. A body that is not the engines' JSON shape (a proxy's
+    page) gives no type and its text, capped.
+    """
+    error = body.get("error") if isinstance(body, Mapping) and "error" in body else body
+    kind = str(error.get("type") or "") if isinstance(error, Mapping) else ""
+    reason = " ".join(_error_reason(error if isinstance(error, Mapping) else str(error or "")).split())
+    return kind, reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
 
 
 class SearchEngine(abc.ABC):
@@ -394,7 +409,8 @@ class SearchEngine(abc.ABC):
     def msearch(self, index: str, requests: Sequence[SearchRequest]) -> list[dict[str, Any]]:
         """Run several searches in one ``_msearch`` round trip; responses in request order.
 
-        A sub-request that failed on the engine raises :class:`EngineError` naming it.
+        A sub-request that failed on the engine raises :class:`EngineError` naming it
+        (:class:`EngineRequestError` when the engine refused it, HTTP 400, as for a single request).
         """
         if not requests:
             return []
@@ -404,7 +420,11 @@ class SearchEngine(abc.ABC):
                 error = response["error"]
                 if isinstance(error, Mapping) and error.get("type") == "index_not_found_exception":
                     raise IndexNotFoundError(f"index or alias {index!r} does not exist")
-                raise EngineError(f"search {i + 1} of {len(responses)} failed: {_error_reason(error)}")
+                kind, reason = engine_reason(error)
+                message = f"search {i + 1} of {len(responses)} failed: {reason}"
+                if response.get("status") == 400:
+                    raise EngineRequestError(message, kind, reason)
+                raise EngineError(message)
         return responses
 
     def get_fields(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -430,4 +450,4 @@ class SearchEngine(abc.ABC):
         self.close()
 
 
-__all__ = ["BulkResult", "ClusterHealth", "SearchEngine", "classify_bulk_error"]
+__all__ = ["BulkResult", "ClusterHealth", "SearchEngine", "classify_bulk_error", "engine_reason"]

@@ -248,34 +248,6 @@ def check_vector_sources(
             )
 
 
-def vector_record_changes(
-    definition: IndexDefinition, recorded: Mapping[str, Mapping[str, Any]]
-) -> list[str]:
-    """How an index's recorded vector fields (its ``_meta``) differ from ``definition``'s, one line each.
-
-    Empty when every vector field the definition declares is recorded with the same encoder name, version
-    and dimension, and the index records no other vector field: only then do its vectors answer queries
-    encoded by the definition's encoders (a field from another encoder makes every query on it fail with
-    :class:`EncoderMismatchError`).
-    """
-    changes: list[str] = []
-    for vector in definition.vectors:
-        have = recorded.get(vector.name)
-        want = f"{vector.encoder.name} version {vector.encoder.version} ({vector.dim}-d)"
-        if have is None:
-            changes.append(f"{vector.name}: not in the index, the settings give {want}")
-            continue
-        found = (have.get("encoder"), have.get("version"), have.get("dim"))
-        if found != (vector.encoder.name, vector.encoder.version, vector.dim):
-            changes.append(
-                f"{vector.name}: the index holds {found[0]} version {found[1]} ({found[2]}-d), "
-                f"the settings give {want}"
-            )
-    declared = {v.name for v in definition.vectors}
-    changes += [f"{name}: in the index, not in the settings" for name in sorted(set(recorded) - declared)]
-    return changes
-
-
 __all__ = [
     "META_KEY",
     "EncoderRef",
@@ -286,7 +258,6 @@ __all__ = [
     "load_definition",
     "nested_path",
     "parse_version",
-    "vector_record_changes",
     "vector_roles",
     "vector_values",
     "vectors_from_meta",

@@ -175,8 +175,6 @@ def _common(request: SearchRequest, body: dict[str, Any]) -> dict[str, Any]:
         body["aggs"] = copy.deepcopy(dict(request.aggs))
     body["_source"] = request.source if isinstance(request.source, bool) else list(request.source)
     body["track_total_hits"] = request.track_total_hits
-    if request.explain:
-        body["explain"] = True
     for key, value in request.extra.items():
         body[key] = copy.deepcopy(value)
     return body

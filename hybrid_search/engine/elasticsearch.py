@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, short_reason
+from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, engine_reason, short_reason
 from hybrid_search.engine.definition import IndexDefinition
 from hybrid_search.engine.dialects import elasticsearch_index_body, elasticsearch_search_body
 from hybrid_search.engine.request import SearchRequest
@@ -19,9 +19,9 @@ from hybrid_search.errors import (
     ConfigurationError,
     EngineAuthError,
     EngineError,
+    EngineRequestError,
     EngineUnavailableError,
     IndexNotFoundError,
-    ValidationError,
 )
 
 
@@ -85,9 +85,12 @@ class ElasticsearchEngine(SearchEngine):
             ) from None
         except es.NotFoundError as exc:
             raise IndexNotFoundError(f"{what}: not found ({short_reason(exc)})") from None
-        except es.BadRequestError as exc:
-            raise ValidationError(
-                f"Elasticsearch refused the request ({what}): {short_reason(exc)}"
+        except es.BadRequestError as exc:  # HTTP 400: a request we built, whatever the user sent
+            kind, reason = engine_reason(exc.body if exc.body else exc.message)
+            raise EngineRequestError(
+                f"Elasticsearch refused a request hybrid-search built ({what}): HTTP 400 {reason}",
+                kind,
+                reason,
             ) from None
         except es.ApiError as exc:
             if exc.meta.status in TRANSIENT_STATUSES:  # overloaded, recovering, shards not yet assigned

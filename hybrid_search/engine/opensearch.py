@@ -9,16 +9,16 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_exc
 
-from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, short_reason
+from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, engine_reason, short_reason
 from hybrid_search.engine.definition import IndexDefinition
 from hybrid_search.engine.dialects import opensearch_index_body, opensearch_search_body
 from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import (
     EngineAuthError,
     EngineError,
+    EngineRequestError,
     EngineUnavailableError,
     IndexNotFoundError,
-    ValidationError,
 )
 
 
@@ -69,8 +69,11 @@ class OpenSearchEngine(SearchEngine):
             ) from None
         except os_exc.NotFoundError as exc:
             raise IndexNotFoundError(f"{what}: not found ({short_reason(exc)})") from None
-        except os_exc.RequestError as exc:
-            raise ValidationError(f"OpenSearch refused the request ({what}): {short_reason(exc)}") from None
+        except os_exc.RequestError as exc:  # HTTP 400: a request we built, whatever the user sent
+            kind, reason = engine_reason(exc.info if exc.info else exc.error)
+            raise EngineRequestError(
+                f"OpenSearch refused a request hybrid-search built ({what}): HTTP 400 {reason}", kind, reason
+            ) from None
         except os_exc.TransportError as exc:
             if exc.status_code in TRANSIENT_STATUSES:  # overloaded, recovering, shards not yet assigned
                 raise EngineUnavailableError(

@@ -60,7 +60,6 @@ class SearchRequest:
     aggs: Mapping[str, Any] | None = None
     source: bool | Sequence[str] = True
     track_total_hits: bool | int = True
-    explain: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,9 @@
 """The first-run demo: index two products with real text embeddings and run a hybrid query on them.
 
-It shows the whole path on the live engine: mapping files -> versioned index behind an alias -> bulk write with
-vectors -> BM25 and kNN in one ``_msearch`` round trip -> client-side fusion, plus the engine's own ``native`` sum.
+It takes the path every catalogue takes, on the live engine: the mapping files -> a versioned index behind an alias
+-> the :class:`~hybrid_search.ingest.pipeline.Ingestor` (validate, embed, bulk write) -> the
+:class:`~hybrid_search.search.SearchService`: each retriever's own list, their client-side ``linear`` fusion with
+each retriever's share, and the engine's own ``native`` sum of the two raw scores.
 """
 
 from __future__ import annotations
@@ -9,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_search.catalog import product_text
-from hybrid_search.encoders.roles import encoder_records
-from hybrid_search.engine import EncoderRef, SearchEngine, definition_from_settings
-from hybrid_search.ranking.fusion import Hit, fuse
-from hybrid_search.search.bodies import bm25_request, knn_request, native_hybrid_request
+from hybrid_search.engine import SearchEngine
+from hybrid_search.ingest.indices import create_version
+from hybrid_search.ingest.pipeline import Ingestor
+from hybrid_search.search import SearchQuery, SearchService
 from hybrid_search.settings import Settings
 
 DEMO_ALIAS = "hybrid-search-demo"
@@ -24,7 +25,6 @@ DEMO_PRODUCTS: tuple[dict[str, Any], ...] = (
         "description": "A rain-proof shell with sealed seams and a packable hood, for wet days on the trail.",
         "brand": "Luma",
         "category_path": "Men > Tops > Jackets",
-        "categories": ["Men", "Tops", "Jackets"],
         "colour": "Red",
         "material": "Nylon",
         "price": 42.0,
@@ -36,7 +36,6 @@ DEMO_PRODUCTS: tuple[dict[str, Any], ...] = (
         "description": "A cotton strap that helps you hold stretches longer and go deeper into poses.",
         "brand": "Sprite",
         "category_path": "Gear > Fitness Equipment",
-        "categories": ["Gear", "Fitness Equipment"],
         "colour": "Blue",
         "material": "Cotton",
         "price": 14.0,
@@ -55,57 +54,49 @@ class DemoResult:
     native: list[tuple[str, float]]
 
 
-def _hits(response: dict[str, Any]) -> list[tuple[str, float]]:
-    return [(h["_id"], float(h["_score"])) for h in response["hits"]["hits"]]
+RETRIEVERS = ("bm25", "text_knn")  # the demo's two retrievers: BM25 and the text vectors
+SIZE = 10  # hits asked of each retriever, of the fusion and of the engine's sum
 
 
 def run_demo(
-    settings: Settings, engine: SearchEngine, query: str = "waterproof jacket for hiking"
+    settings: Settings,
+    engine: SearchEngine,
+    query: str = "waterproof jacket for hiking",
+    *,
+    alias: str = DEMO_ALIAS,
 ) -> DemoResult:
-    """(Re)create the demo index, write the two products with MiniLM vectors, and search them."""
+    """(Re)create the demo index behind ``alias``, ingest the two products with text vectors only, and search
+    them.
+
+    The index, the ingestor and the search service all use the text encoder alone: no image model is loaded.
+    """
     from hybrid_search.encoders import get_encoder
 
-    text_encoder = get_encoder(settings.text_encoder, device=settings.device, modality="text")
-    for old in engine.versions(DEMO_ALIAS).values():
+    demo = settings.model_copy(update={"index_alias": alias})
+    encoders = {"text": get_encoder(settings.text_encoder, device=settings.device, modality="text")}
+    for old in engine.versions(alias).values():
         engine.delete_index(old)
-    definition = definition_from_settings(settings, encoder_records(settings, {"text": text_encoder}))
-    index = engine.create_index(DEMO_ALIAS, definition)
-    vectors = text_encoder.embed_documents([product_text(p) for p in DEMO_PRODUCTS])
-    docs = [{**p, "text_vector": v.tolist()} for p, v in zip(DEMO_PRODUCTS, vectors, strict=True)]
-    written = engine.bulk_write(
-        DEMO_ALIAS, docs, vector_sources={"text_vector": EncoderRef(text_encoder.name, text_encoder.version)},
-        refresh=True,
-    )  # fmt: skip
-    if written.errors:
-        raise RuntimeError(f"demo products were refused: {written.errors}")
+    index = create_version(demo, engine, encoders=encoders)
+    report = Ingestor(demo, engine, encoders).ingest(list(DEMO_PRODUCTS), index=alias, refresh=True)
+    if report.failed:
+        raise RuntimeError(f"demo products were refused: {report.failed}")
 
-    q = text_encoder.embed_query(query).tolist()
-    bm25, knn = engine.msearch(
-        DEMO_ALIAS, [bm25_request(query, size=10), knn_request("text_vector", q, size=10)]
-    )
-    lists = {"bm25": _hits(bm25), "text_knn": _hits(knn)}
-    fused = fuse(
-        "linear",
-        {name: [Hit(doc_id, score) for doc_id, score in hits] for name, hits in lists.items()},
-        {"bm25": settings.fusion_bm25_weight, "text_knn": settings.fusion_text_knn_weight},
-        normaliser=settings.fusion_normaliser,
-    )
-    native = engine.search(DEMO_ALIAS, native_hybrid_request(query, "text_vector", q, size=10))
+    service = SearchService(demo, engine, encoders, use_tuned=False)
+    asked = SearchQuery(text=query, size=SIZE, rank_window=SIZE, fusion="linear", explain=True, facets=False)
+    lists = service.retrieve(asked)
+    fused = service.search(asked).hits
+    native = service.search(
+        SearchQuery(text=query, size=SIZE, rank_window=SIZE, fusion="native", facets=False,
+                    weights=dict.fromkeys(RETRIEVERS, 1.0))
+    ).hits  # fmt: skip
     return DemoResult(
         index=index,
         query=query,
-        bm25=lists["bm25"],
-        knn=lists["text_knn"],
-        fused=[
-            {
-                "id": f.doc_id,
-                "score": f.score,
-                "explain": {k: c._asdict() for k, c in f.contributions.items()},
-            }
-            for f in fused
-        ],
-        native=_hits(native),
+        bm25=[(h.doc_id, h.score) for h in lists.get("bm25", [])],
+        knn=[(h.doc_id, h.score) for h in lists.get("text_knn", [])],
+        fused=[{"id": h.id, "score": h.score, "explain": h.explain} for h in fused],
+        native=[(h.id, h.score) for h in native],
     )
 
 
-__all__ = ["DEMO_ALIAS", "DEMO_PRODUCTS", "DemoResult", "run_demo"]
+__all__ = ["DEMO_ALIAS", "DEMO_PRODUCTS", "RETRIEVERS", "SIZE", "DemoResult", "run_demo"]

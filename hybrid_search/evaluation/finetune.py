@@ -32,13 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybrid_search.catalog import Catalogue, Product, product_text
 from hybrid_search.encoders.base import import_torch, pick_device
 from hybrid_search.encoders.text import MINILM_NAME, minilm_folder, resolve_hf_folder
+from hybrid_search.engine import SearchEngine
 from hybrid_search.errors import ConfigurationError, ValidationError
+from hybrid_search.search import SearchQuery, SearchService
+from hybrid_search.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MODEL_CARD = "hybrid_search_model.json"
+MINED_DEPTH = 10  # BM25 hits per query that a mined hard negative is drawn from
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ class TrainingReport:
             "loss_per_epoch": [round(x, 4) for x in self.loss_per_epoch],
             "device": self.device,
         }
+
+    @property
+    def encoder_spec(self) -> str:
+        """The ``text_encoder`` setting that loads the trained model (``hf-text:<absolute folder>``)."""
+        return f"hf-text:{self.folder.resolve()}"
 
 
 def base_folder(spec: str) -> Path:
@@ -133,6 +143,43 @@ def training_pairs(
             negative = texts[rng.choice(negatives)] if negatives else None
             pairs.append(TrainingPair(qid, query, doc, texts[doc], negative))
     return pairs
+
+
+def catalogue_texts(catalogue: Catalogue) -> dict[str, str]:
+    """Each valid product's text, as its ``text_vector`` embeds it (:func:`product_text`), by product id."""
+    return {p.id: product_text(p.document()) for p in catalogue.records() if isinstance(p, Product)}
+
+
+def bm25_service(settings: Settings, engine: SearchEngine) -> SearchService:
+    """A search service without encoders: BM25 only, so no model is loaded, and the settings' fusion defaults
+    (the index's tuned configuration is ignored). Mining hard negatives needs nothing more."""
+    return SearchService(settings, engine, {}, use_tuned=False)
+
+
+def mine_negatives(
+    settings: Settings,
+    engine: SearchEngine,
+    queries: Mapping[str, str],
+    qids: Iterable[str],
+    *,
+    index: str,
+    depth: int = MINED_DEPTH,
+    on_query: Callable[[int], None] | None = None,
+) -> dict[str, list[str]]:
+    """BM25's top ``depth`` product ids on ``index`` for each of ``qids`` (their text in ``queries``): the ranked
+    lists :func:`training_pairs` draws a hard negative from (``mined``) for a query with no judged one.
+
+    ``on_query(n)`` is called after the n-th query.
+    """
+    service = bm25_service(settings, engine)
+    mined: dict[str, list[str]] = {}
+    for n, qid in enumerate(qids, 1):
+        query = SearchQuery(text=queries[qid], size=depth, rank_window=depth, facets=False,
+                            weights={"bm25": 1.0, "text_knn": 0.0}, fusion="linear")  # fmt: skip
+        mined[qid] = [h.id for h in service.search(query, index=index).hits]
+        if on_query is not None:
+            on_query(n)
+    return mined
 
 
 def batches(pairs: Sequence[TrainingPair], size: int, rng: random.Random) -> list[list[TrainingPair]]:
@@ -217,7 +264,7 @@ def train(
     """Fine-tune ``base`` (a text encoder spec) on ``pairs``; write and return a new versioned model folder.
 
     ``freeze_layers`` keeps the token embeddings and that many lower transformer layers fixed: the backward pass
-    then stops above them (on a CPU, freezing 4 of MiniLM's 6 layers roughly halves the cost of a step).
+    then stops above them, which makes each step cheaper on a CPU.
     ``progress(step, steps, loss)`` is called after each optimiser step.
     """
     if not pairs:
@@ -306,11 +353,15 @@ def train(
 
 
 __all__ = [
+    "MINED_DEPTH",
     "MODEL_CARD",
     "TrainingPair",
     "TrainingReport",
     "base_folder",
     "batches",
+    "bm25_service",
+    "catalogue_texts",
+    "mine_negatives",
     "train",
     "training_pairs",
 ]

@@ -1,82 +1,16 @@
-"""The client side of ingestion: read a catalogue, enqueue it in batches, follow the job to the end."""
+"""Following an enqueued job (:class:`~hybrid_search.ingest.enqueue.Job`) to the end, and what it did."""
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from hybrid_search.catalog import Catalogue, Product, RecordError
-from hybrid_search.ingest.queue import INGEST_TASK, make_celery
+from hybrid_search.ingest.enqueue import Job
 from hybrid_search.ingest.tracking import QueueUnavailableError, Tracker, connect, dead_letter_key
-from hybrid_search.settings import Settings
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    index: str
-    read: int
-    read_errors: int
-    batches: int
-
-
-def _batches(
-    catalogue: Catalogue, size: int, errors: list[RecordError]
-) -> Iterator[list[tuple[str, Product]]]:
-    batch: list[tuple[str, Product]] = []
-    for n, item in enumerate(catalogue.records(), 1):
-        if isinstance(item, RecordError):
-            errors.append(item)
-            continue
-        batch.append((f"{catalogue.path.name}#{n}", item))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def enqueue_catalogue(
-    settings: Settings, catalogue: Catalogue, *, index: str | None = None, batch_size: int | None = None
-) -> Job:
-    """Validate the catalogue and enqueue its products in batches; invalid records go to the dead letters."""
-    index = index or settings.index_alias
-    size = batch_size or settings.ingest_batch_size
-    job_id = uuid.uuid4().hex
-    tracker = Tracker(connect(settings.redis_url))
-    app = make_celery(settings)
-    errors: list[RecordError] = []
-    read = batches = 0
-    try:
-        tracker.start_job(job_id, index=index, total=0, batches=0, read_errors=0)
-        for batch in _batches(catalogue, size, errors):
-            app.send_task(
-                INGEST_TASK,
-                kwargs={
-                    "job": job_id,
-                    "batch": batches,
-                    "index": index,
-                    "records": [p.to_input() for _s, p in batch],
-                    "sources": [s for s, _p in batch],
-                    "base_dir": str(catalogue.base_dir),
-                },
-                queue=settings.ingest_queue,
-            )
-            tracker.add_batches(job_id, 1, len(batch))
-            read += len(batch)
-            batches += 1
-        tracker.redis.hset(f"hybrid-search:job:{job_id}", "read_errors", len(errors))
-        tracker.dead_letter(index, [e.as_dict() for e in errors], job=job_id)
-    except (redis.RedisError, OSError) as exc:
-        raise QueueUnavailableError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
-    finally:
-        app.close()
-    return Job(job_id, index, read, len(errors), batches)
+from hybrid_search.settings import Settings, redact_url
 
 
 def wait_for_job(
@@ -104,7 +38,9 @@ def wait_for_job(
             now = time.monotonic()
             down_since = now if down_since is None else down_since
             if now - down_since >= redis_grace_s:
-                raise QueueUnavailableError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+                raise QueueUnavailableError(
+                    f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}"
+                ) from None
             time.sleep(min(1.0, poll_s * 2))
             continue
         if on_progress is not None:
@@ -116,7 +52,16 @@ def wait_for_job(
         time.sleep(poll_s)
 
 
+def progress(job: Job, state: dict[str, Any]) -> tuple[int, int]:
+    """``(products done, products failed)`` of a job from its state (:meth:`Tracker.job`); failed includes the
+    catalogue's invalid records."""
+    failed = int(state.get("failed", 0))
+    return int(state.get("indexed", 0)) + failed, failed + job.read_errors
+
+
 def summary(settings: Settings, job: Job, state: dict[str, Any]) -> dict[str, Any]:
+    """What the job did, as ``hybrid-search ingest --json`` prints it; ``state`` as :meth:`Tracker.job` reads it
+    (``{}`` for a job only just queued)."""
     failed = int(state.get("failed", 0))
     return {
         "job": job.id,
@@ -131,4 +76,4 @@ def summary(settings: Settings, job: Job, state: dict[str, Any]) -> dict[str, An
     }
 
 
-__all__ = ["Job", "enqueue_catalogue", "summary", "wait_for_job"]
+__all__ = ["progress", "summary", "wait_for_job"]

@@ -8,20 +8,11 @@ worker did), JSON only, bounded retries with exponential backoff in the tasks.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from hybrid_search.settings import Settings
 
 INGEST_TASK = "hybrid_search.ingest_batch"
-
-# glibc allocator settings for worker processes: without them batched CPU inference spends most of its time in
-# page faults (see hybrid_search/encoders/image.py; 2-3x faster with them). glibc reads them at start-up only.
-WORKER_ENV = {
-    "MALLOC_MMAP_MAX_": "0",
-    "MALLOC_TRIM_THRESHOLD_": "100000000000",
-    "MALLOC_TOP_PAD_": "1000000000",
-}
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
@@ -40,32 +31,6 @@ def retry_backoff_max(settings: Settings) -> int:
     """Longest wait between two retries of a batch: 60 s, and under half the visibility timeout (a retry
     waits in its worker unacknowledged, and one held longer than the timeout would be delivered again)."""
     return max(1, min(60, int(settings.ingest_visibility_timeout_s // 2)))
-
-
-def worker_torch_threads(settings: Settings, cores: int | None = None) -> int:
-    """Torch intra-op threads for one worker process: the setting, or the CPU cores shared out between processes.
-
-    Several single-threaded processes beat one process with as many threads: each process's engine round trips
-    and bookkeeping (waiting on a bulk write, Redis) then overlap with another process's inference instead of
-    leaving the cores idle, and oversubscribed threads (processes x threads > cores) spin waiting for each other.
-    """
-    if settings.worker_torch_threads > 0:
-        return settings.worker_torch_threads
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // settings.worker_concurrency)
-
-
-def apply_worker_threads(settings: Settings) -> int:
-    """Set torch's intra-op threads in this worker process (see :func:`worker_torch_threads`); returns them."""
-    threads = worker_torch_threads(settings)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch ships with the workers extra
-        return threads
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
 
 
 def make_celery(settings: Settings) -> Any:
@@ -94,4 +59,4 @@ def make_celery(settings: Settings) -> Any:
     return app
 
 
-__all__ = ["INGEST_TASK", "WORKER_ENV", "make_celery", "retry_backoff_max", "transport_options"]
+__all__ = ["INGEST_TASK", "make_celery", "retry_backoff_max", "transport_options"]

@@ -78,6 +78,10 @@ class Tracker:
         pipe.hincrby(_job_key(job), "total", total)
         pipe.execute()
 
+    def set_read_errors(self, job: str, count: int) -> None:
+        """Records of the job's catalogue that were invalid (dead-lettered before any batch was sent)."""
+        self.redis.hset(_job_key(job), "read_errors", count)
+
     def finish_batch(
         self,
         job: str,

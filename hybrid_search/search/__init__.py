@@ -1,13 +1,24 @@
 """Hybrid search: one entry point over BM25 and kNN retrievers, fused client-side or by the engine.
 
-    from hybrid_search.search import Filters, SearchQuery, SearchService, search_encoders
+    from hybrid_search.search import Filters, SearchQuery, SearchService
 
-    service = SearchService(settings, engine, search_encoders(settings))
+    service = SearchService.from_settings(settings)
     response = service.search(SearchQuery(text="red long coat", filters=Filters(price_max=100), explain=True))
     response.to_dict()   # hits (id, score, display fields, explain), facets, total, timings
 
-:mod:`.query` validates what is asked, :mod:`.plan` picks the retrievers and builds their requests (pure),
-:mod:`.service` encodes, sends one ``_msearch`` and fuses, :mod:`.response` is what comes back.
+A search is a pipeline of named stages. Each is a module with one job that takes the previous stage's value
+and returns its own; :meth:`SearchService.search` runs them top to bottom and a query passes each once::
+
+    SearchQuery                          what was typed, validated when built (.query)
+      -> understand  -> StructuredQuery  every parameter resolved: query, tuned configuration, settings (.understand)
+      -> plan        -> Plan             the retrievers, the encoder roles, the ranking configuration (.plan)
+      -> encode      -> QueryVectors     one vector per kNN retriever, each encoder run once (.encode)
+      -> retrieve    -> Retrieved        one _msearch (native: one search) through hybrid_search.engine (.retrieve)
+      -> rank        -> Ranking          the one Ranker the configuration picks (hybrid_search.ranking.rankers)
+      -> present     -> SearchResponse   the page, explain, display fields, facets, totals (.present)
+
+Request bodies are data built by :mod:`.bodies`; display fields read once per product revision are kept by
+:mod:`.display`; :mod:`.response` is what comes back; :mod:`.console` renders it for the CLI.
 """
 
 from hybrid_search.search.plan import SPECS, Retriever, RetrieverSpec

@@ -1,5 +1,10 @@
 """Query bodies as data: pure functions from user input to engine-neutral requests.
 
+The search stages build every request here: :mod:`.retrieve` each retriever's request (:func:`retriever_request`),
+the facet request (:func:`facets_request`) and the ``native`` request (:func:`native_search_request`);
+:mod:`.present` the requests that explain a ``native`` score. A :class:`Retriever` is the plan's word for one
+retriever that runs (:mod:`.plan` chooses them).
+
 The query text is only ever a *value* inside ``multi_match`` (never ``query_string``), so no user input is
 interpreted as query syntax. Filters are plain ``term``/``terms``/``range`` clauses that every retriever gets
 unchanged (kNN clauses carry them as a pre-filter, see :mod:`hybrid_search.engine.dialects`).
@@ -12,9 +17,11 @@ Facets are aggregations over the same filtered candidate set: :func:`facet_aggs`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hybrid_search.engine.request import KnnClause, SearchRequest
+from hybrid_search.errors import ValidationError
 
 BM25_FIELDS: tuple[str, ...] = (
     "title^3",
@@ -40,7 +47,7 @@ DISPLAY_FIELDS: tuple[str, ...] = (
 
 # What a hit shows, read from doc values: display name -> field. Retrieval requests ask for these with
 # ``stored_fields: _none_``, so the engine never decompresses a hit's stored ``_source`` (which holds every
-# vector: 100 hits' worth cost 10-30 ms per request on the Home Depot index; doc values cost ~1 ms).
+# vector, far more to read and parse than the doc values of a few display fields).
 # Keyword doc values are what the index stores: colour lowercased by the ``facet`` normalizer, categories
 # sorted and deduplicated, titles only up to the ``title.raw`` limit (512 characters).
 DISPLAY_DOCVALUES: dict[str, str] = {
@@ -310,6 +317,92 @@ def native_hybrid_request(
     return native_request(text, (clause,), size=size, bm25_boost=bm25_boost, filters=filters)
 
 
+@dataclass(frozen=True)
+class Retriever:
+    """A retriever that runs: its weight and the vector field it searches (None for BM25)."""
+
+    name: str
+    weight: float
+    field: str | None
+
+
+def retriever_request(
+    retriever: Retriever,
+    *,
+    text: str | None,
+    vector: Sequence[float] | None,
+    window: int,
+    filters: Sequence[Mapping[str, Any]],
+) -> SearchRequest:
+    """One retriever's top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``).
+
+    Hits carry the display fields from doc values, not ``_source`` (:func:`docvalue_options`).
+    """
+    if retriever.field is None:
+        if text is None:
+            raise ValidationError("bm25 needs query text", field="text")
+        return bm25_request(text, size=window, filters=filters, track_total_hits=False, docvalues=True)
+    if vector is None:
+        raise ValidationError(f"{retriever.name} needs a query vector", field="weights")
+    return knn_request(
+        retriever.field, vector, size=window, filters=filters, track_total_hits=False, docvalues=True
+    )
+
+
+def knn_clauses(
+    retrievers: Sequence[Retriever], vectors: Mapping[str, Sequence[float]], *, k: int, boosted: bool
+) -> tuple[KnnClause, ...]:
+    """The kNN clauses of ``retrievers`` (BM25 skipped); ``boosted``: each clause's boost is its weight."""
+    return tuple(
+        knn_clause(r.field, vectors[r.name], k=k, boost=r.weight if boosted else 1.0)
+        for r in retrievers
+        if r.field is not None
+    )
+
+
+def facets_request(
+    retrievers: Sequence[Retriever],
+    *,
+    text: str | None,
+    vectors: Mapping[str, Sequence[float]],
+    window: int,
+    filters: Sequence[Mapping[str, Any]],
+) -> SearchRequest:
+    """Size 0: count and facet the filtered candidate set (BM25 matches or any kNN retriever's top ``window``)."""
+    use_text = text if any(r.field is None for r in retrievers) else None
+    return candidates_request(
+        use_text,
+        knn_clauses(retrievers, vectors, k=window, boosted=False),
+        filters=filters,
+        aggs=facet_aggs(),
+    )
+
+
+def native_search_request(
+    retrievers: Sequence[Retriever],
+    *,
+    text: str | None,
+    vectors: Mapping[str, Sequence[float]],
+    window: int,
+    page: int,
+    size: int,
+    filters: Sequence[Mapping[str, Any]],
+    facets: bool,
+) -> SearchRequest:
+    """``native``: one request, score = the engine's sum of weight * BM25 and weight * kNN (``k = window``)."""
+    bm25 = next((r for r in retrievers if r.field is None), None)
+    return native_request(
+        text if bm25 is not None else None,
+        knn_clauses(retrievers, vectors, k=window, boosted=True),
+        size=size,
+        from_=(page - 1) * size,
+        bm25_boost=bm25.weight if bm25 is not None else 1.0,
+        filters=filters,
+        aggs=facet_aggs() if facets else None,
+        docvalues=True,
+    )
+
+
 __all__ = [
     "ATTRIBUTES_FIELD",
     "BM25_FIELDS",
@@ -322,6 +415,7 @@ __all__ = [
     "PRICE_FIELD",
     "PRICE_RANGES",
     "REVISION_FIELD",
+    "Retriever",
     "Revision",
     "bm25_query",
     "bm25_request",
@@ -329,10 +423,14 @@ __all__ = [
     "display_from_docvalues",
     "docvalue_options",
     "facet_aggs",
+    "facets_request",
     "filter_clauses",
     "hit_revision",
     "knn_clause",
+    "knn_clauses",
     "knn_request",
     "native_hybrid_request",
     "native_request",
+    "native_search_request",
+    "retriever_request",
 ]

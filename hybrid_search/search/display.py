@@ -1,7 +1,7 @@
 """The page's display fields, kept per product revision so a product shown again costs no ``_mget``.
 
-A hit's stored ``_source`` holds every vector of the product (about 170 kB of JSON for a Luma product with its
-photos); the engine parses all of it to return the few display fields, several milliseconds per product. The
+A hit's stored ``_source`` holds every vector of the product (one per photo for a product with photos); the
+engine parses all of it to return the few display fields, which makes the ``_mget`` of a page slow. The
 fields of one *revision* of a product never change: retrieval hits carry ``_index``, ``_seq_no`` and
 ``_primary_term`` (any write to the document gives it a new sequence number; a new index version is another
 ``_index``), so ``(index, id, seq_no, primary_term)`` names exactly one stored version and its fields can be

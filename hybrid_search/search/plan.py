@@ -1,4 +1,9 @@
-"""Which retrievers answer a query, with which weights, and the engine requests they send (pure functions).
+"""Stage 2, plan: which retrievers answer a structured query, with which weights, and how it will be ranked.
+
+:func:`plan` is pure: from the :class:`~hybrid_search.search.understand.StructuredQuery`, the configured encoder
+roles and the index's vector records it chooses the retrievers (:func:`choose_retrievers`), the encoder roles
+:mod:`.encode` must run, and the :class:`~hybrid_search.ranking.rankers.RankingConfig` that picks the query's
+ranker. The requests themselves are data built from the plan and the query vectors by :mod:`.bodies`.
 
 Retrievers (``RETRIEVERS``), each searching the same filtered candidate set:
 
@@ -19,21 +24,16 @@ silent no-op.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_search.engine.request import KnnClause, SearchRequest
+from hybrid_search.encoders.roles import PHOTO_ROLES
 from hybrid_search.errors import ValidationError
-from hybrid_search.search.bodies import (
-    bm25_request,
-    candidates_request,
-    facet_aggs,
-    knn_clause,
-    knn_request,
-    native_request,
-)
+from hybrid_search.ranking.rankers import NATIVE, RankingConfig
+from hybrid_search.search.bodies import Retriever
 from hybrid_search.search.query import RETRIEVERS
+from hybrid_search.search.understand import StructuredQuery
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,6 @@ SPECS: dict[str, RetrieverSpec] = {
     )
 }
 assert tuple(SPECS) == RETRIEVERS
-
-
-@dataclass(frozen=True)
-class Retriever:
-    """A retriever that runs: its weight and the vector field it searches (None for BM25)."""
-
-    name: str
-    weight: float
-    field: str | None
 
 
 def choose_retrievers(
@@ -148,90 +139,76 @@ def choose_retrievers(
     return chosen
 
 
-def retriever_request(
-    retriever: Retriever,
-    *,
-    text: str | None,
-    vector: Sequence[float] | None,
-    window: int,
-    filters: Sequence[Mapping[str, Any]],
-) -> SearchRequest:
-    """One retriever's top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``).
+@dataclass(frozen=True)
+class Plan:
+    """What runs for one query: its retrievers, the encoder roles they embed with, how the result is ranked.
 
-    Hits carry the display fields from doc values, not ``_source`` (:func:`hybrid_search.search.bodies.docvalue_options`).
+    ``engine_ranks``: ``native`` fusion, where one request is scored, ranked and paged by the engine instead
+    of each retriever's list being fetched and fused here.
     """
-    if retriever.field is None:
-        if text is None:
-            raise ValidationError("bm25 needs query text", field="text")
-        return bm25_request(text, size=window, filters=filters, track_total_hits=False, docvalues=True)
-    if vector is None:
-        raise ValidationError(f"{retriever.name} needs a query vector", field="weights")
-    return knn_request(
-        retriever.field, vector, size=window, filters=filters, track_total_hits=False, docvalues=True
-    )
+
+    query: StructuredQuery
+    retrievers: tuple[Retriever, ...]
+    roles: tuple[str, ...]
+    ranking: RankingConfig
+    engine_ranks: bool
 
 
-def knn_clauses(
-    retrievers: Sequence[Retriever], vectors: Mapping[str, Sequence[float]], *, k: int, boosted: bool
-) -> tuple[KnnClause, ...]:
-    """The kNN clauses of ``retrievers`` (BM25 skipped); ``boosted``: each clause's boost is its weight."""
-    return tuple(
-        knn_clause(r.field, vectors[r.name], k=k, boost=r.weight if boosted else 1.0)
-        for r in retrievers
-        if r.field is not None
-    )
+def index_fields(records: Mapping[str, Any], role_fields: Mapping[str, str]) -> dict[str, str]:
+    """Vector role -> field name, for the vector fields the index has (``records``: its vector records).
+
+    ``role_fields``: vector role -> field name in the mappings. An index with every photo of a product
+    (``photos.image_vector``, ``photos.colour_vector``) answers the image and colour retrievers from those: a
+    product then scores its best photo.
+    """
+    fields = {role: name for role, name in role_fields.items() if name in records}
+    for photo_role, role in PHOTO_ROLES.items():
+        if photo_role in fields:
+            fields[role] = fields[photo_role]
+    return fields
 
 
-def facets_request(
-    retrievers: Sequence[Retriever],
+def plan(
+    query: StructuredQuery,
     *,
-    text: str | None,
-    vectors: Mapping[str, Sequence[float]],
-    window: int,
-    filters: Sequence[Mapping[str, Any]],
-) -> SearchRequest:
-    """Size 0: count and facet the filtered candidate set (BM25 matches or any kNN retriever's top ``window``)."""
-    use_text = text if any(r.field is None for r in retrievers) else None
-    return candidates_request(
-        use_text,
-        knn_clauses(retrievers, vectors, k=window, boosted=False),
-        filters=filters,
-        aggs=facet_aggs(),
+    encoders: Collection[str],
+    records: Mapping[str, Any],
+    role_fields: Mapping[str, str],
+) -> Plan:
+    """The plan of ``query`` on an index with these vector ``records`` and these configured encoder roles."""
+    retrievers = choose_retrievers(
+        has_text=query.text is not None,
+        has_image=query.image is not None,
+        defaults=query.default_weights,
+        weights=query.weights,
+        encoders=list(encoders),
+        fields=index_fields(records, role_fields),
     )
-
-
-def native_search_request(
-    retrievers: Sequence[Retriever],
-    *,
-    text: str | None,
-    vectors: Mapping[str, Sequence[float]],
-    window: int,
-    page: int,
-    size: int,
-    filters: Sequence[Mapping[str, Any]],
-    facets: bool,
-) -> SearchRequest:
-    """``native``: one request, score = the engine's sum of weight * BM25 and weight * kNN (``k = window``)."""
-    bm25 = next((r for r in retrievers if r.field is None), None)
-    return native_request(
-        text if bm25 is not None else None,
-        knn_clauses(retrievers, vectors, k=window, boosted=True),
-        size=size,
-        from_=(page - 1) * size,
-        bm25_boost=bm25.weight if bm25 is not None else 1.0,
-        filters=filters,
-        aggs=facet_aggs() if facets else None,
-        docvalues=True,
+    ranking = RankingConfig(
+        method=query.method,
+        normaliser=query.normaliser,
+        rank_constant=query.rank_constant,
+        retrievers=tuple(r.name for r in retrievers),
+        has_text=query.text is not None,
+        own_weights=query.weights is not None,
+        photo_kind_weight=query.photo_kind_weight,
+        photo_kind_neighbours=query.photo_kind_neighbours,
+    )
+    return Plan(
+        query=query,
+        retrievers=tuple(retrievers),
+        roles=tuple(sorted({role for r in retrievers for role in SPECS[r.name].encoders})),
+        ranking=ranking,
+        engine_ranks=query.method == NATIVE,
     )
 
 
 __all__ = [
     "SPECS",
+    "Plan",
     "Retriever",
     "RetrieverSpec",
     "choose_retrievers",
-    "facets_request",
-    "knn_clauses",
-    "native_search_request",
-    "retriever_request",
+    "index_fields",
+    "plan",
 ]

@@ -2,8 +2,8 @@
 
 Every refusal is a :class:`hybrid_search.errors.ValidationError` whose ``field`` names the input
 (``text``, ``image``, ``filters.<name>``, ``page``, ``size``, ``weights``, ``fusion``, ``normaliser``,
-``rank_constant``, ``rank_window``). Checks that need the settings or the index (the default rank window,
-which retrievers can run) happen in :class:`hybrid_search.search.SearchService`.
+``rank_constant``, ``rank_window``). Checks that need the settings or the index happen in the search stages:
+the page against the resolved rank window in :mod:`.understand`, which retrievers can run in :mod:`.plan`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a search returns: :class:`SearchResponse` with :class:`SearchHit` s, facets, the total and timings.
 
-``SearchResponse.to_dict()`` is the JSON shape the CLI prints (``--json``) and the HTTP API will return::
+``SearchResponse.to_dict()`` is the JSON shape the CLI prints (``--json``) and the HTTP API returns::
 
     {"hits": [{"id", "rank", "score", "fields": {...}, "explain": {retriever: {"raw_score", "rank",
                "normalised", "weighted"}} | null}],
@@ -9,7 +9,11 @@
      "retrievers": {retriever: {"field", "weight", "hits", "took_ms"}},
      "facets": {"category" | "brand" | "colour": [{"value", "count"}],
                 "price": [{"value", "from", "to", "count"}]} | null,
-     "timings": {"encode_ms", "encode": {role: ms}, "engine_ms", "fusion_ms", "total_ms"}}
+     "timings": {"encode": {role: ms}, "encode_ms", "engine_ms", "fusion_ms", "total_ms"}}
+
+``fusion`` adds ``learned`` (True when the learned model ranked; the reason when it could not and linear fusion
+did), ``adaptive`` (True: the weights are the ones the adaptive model predicted for this query) and
+``photo_kind`` (the kind term of photo fusion, whose weight is also listed in ``weights``).
 
 ``fields``: with ``search_display = "source"`` the stored ``id``, ``title``, ``brand``, ``category_path``,
 ``colour``, ``price``, ``currency`` and ``image_url``; with ``"docvalues"`` the same from doc values, with
@@ -19,12 +23,14 @@
 ``explain`` (when asked for): for linear and RRF fusion, one entry per retriever with a non-empty list, where
 ``score == math.fsum(e["weighted"] for e in explain.values())`` (see :mod:`hybrid_search.ranking.fusion`); a document
 a retriever did not return has ``raw_score`` and ``rank`` null. For ``native`` the engine sums the clauses
-itself and does not report the parts: one entry ``native`` with the engine's score as ``raw_score`` and
-``weighted``.
+itself and does not report the parts, so each retriever is asked again for the page's products: ``raw_score``
+is its score (null: it did not score the product; a kNN retriever scores its top ``rank_window``), ``weighted``
+its weight times that score, and the parts add up to the engine's score to float32 rounding.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +88,11 @@ class SearchResponse:
         }
 
 
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a :func:`time.perf_counter` reading), as every timing is reported."""
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
 def parse_total(response: Mapping[str, Any]) -> tuple[int, str]:
     """``hits.total`` as ``(value, relation)``; both engines send ``{"value", "relation"}`` or an int."""
     total = response.get("hits", {}).get("total", 0)
@@ -110,4 +121,4 @@ def parse_facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[
     return facets
 
 
-__all__ = ["SearchHit", "SearchResponse", "parse_facets", "parse_total"]
+__all__ = ["SearchHit", "SearchResponse", "elapsed_ms", "parse_facets", "parse_total"]

@@ -9,6 +9,7 @@ Layout under ``settings.stack_dir``::
     elasticsearch/                         the Elasticsearch node: build/ and home/ (see :mod:`.es_node`)
     logs/node-<i>.log, logs/es-node-1.log, logs/redis.log      what each process prints
     run/node-<i>.pid, run/es-node-1.pid, run/redis.pid         pids of what ``up`` started
+    logs/worker.log, run/worker.pid        the ingestion worker (``up(workers=True)``, see hybrid_search.ingest.workers)
     redis/                                 Redis data (AOF on)
     stack.json                             what ``up`` started (engines, nodes, ports), read by status and down
 
@@ -31,6 +32,7 @@ from typing import Any
 import httpx
 
 from hybrid_search.errors import StackError
+from hybrid_search.ingest.workers import WORKER_MARKER, log_offset, wait_until_ready, worker_command
 from hybrid_search.settings import Settings
 from hybrid_search.stack.es_node import DEFAULT_HTTP_PORT, DEFAULT_TRANSPORT_PORT, ElasticsearchNode
 from hybrid_search.stack.process import (
@@ -48,7 +50,6 @@ from hybrid_search.stack.process import (
 log = logging.getLogger(__name__)
 
 CLUSTER_NAME = "hybrid-search"
-KNN_PLUGIN_CLASS = "org.opensearch.knn.plugin.KNNPlugin"
 
 
 ENGINES = ("opensearch", "elasticsearch")
@@ -322,17 +323,11 @@ class Stack:
 
     # ---- workers --------------------------------------------------------------------------------------
 
-    WORKER_MARKER = "hybrid_search.cli workers"
-
     def _worker_pid(self) -> int | None:
-        return read_pid(self.run_dir / "worker.pid", self.WORKER_MARKER)
+        return read_pid(self.run_dir / "worker.pid", WORKER_MARKER)
 
     def _start_worker(self) -> None:
         """One ``hybrid-search workers`` process (its own concurrency setting), detached like the engines."""
-        import sys
-
-        from hybrid_search.ingest.queue import WORKER_ENV
-
         if self._worker_pid() is not None:
             self.echo(f"workers already up on queue {self.settings.ingest_queue}")
             return
@@ -346,19 +341,16 @@ class Stack:
         for folder in (self.logs_dir, self.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / "worker.log"
-        start = log_path.stat().st_size if log_path.exists() else 0
-        cmd = [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info"]
-        pid = spawn_detached(cmd, log_path, env={**WORKER_ENV, **os.environ})
+        start = log_offset(log_path)
+        command = worker_command()
+        pid = spawn_detached(list(command.argv), log_path, env=command.env)
         (self.run_dir / "worker.pid").write_text(str(pid))
-        deadline = time.monotonic() + 120
-        while True:
-            with log_path.open("rb") as handle:
-                handle.seek(start)
-                if b" ready." in handle.read():
-                    break
-            if read_pid(self.run_dir / "worker.pid", None) is None or time.monotonic() > deadline:
-                raise StackError(f"the worker did not start; last lines of {log_path}:\n{tail(log_path)}")
-            time.sleep(0.3)
+
+        def alive() -> bool:
+            return read_pid(self.run_dir / "worker.pid", None) is not None
+
+        if not wait_until_ready(log_path, alive, offset=start, timeout_s=120, poll_s=0.3):
+            raise StackError(f"the worker did not start; last lines of {log_path}:\n{tail(log_path)}")
         self.echo(f"workers up on queue {self.settings.ingest_queue} (pid {pid}, log {log_path})")
 
     def _worker_status(self) -> ComponentStatus:
@@ -431,7 +423,7 @@ class Stack:
         if redis:  # the workers go with their broker
             pid = self._worker_pid()
             if pid is not None:
-                stop_pid(pid, self.WORKER_MARKER, "workers", self.echo)
+                stop_pid(pid, WORKER_MARKER, "workers", self.echo)
                 self.echo("workers stopped")
             (self.run_dir / "worker.pid").unlink(missing_ok=True)
             pid = self._redis_pid()

@@ -8,7 +8,7 @@
 A recogniser writes what it hears: "one slash four dash twenty", "three quarter inch", "four by eight". Product
 titles write ``1/4-20``, ``3/4 in.`` and ``4x8``, and BM25 only matches the written form (the standard tokenizer
 splits ``3/4`` into ``3`` and ``4``; ``slash`` matches nothing). This is inverse text normalisation for product
-search, a pure function over lowercase transcript words (:func:`hybrid_search.voice.recognition.normalise_transcript`):
+search, a pure function over lowercase transcript words (:func:`hybrid_search.voice.recognisers.normalise_transcript`):
 
 - number words become digits: ``twenty five`` -> ``25``, ``three hundred and ten`` -> ``310``,
   ``two point five`` -> ``2.5``; a run of single digits stays a run (``six six three`` -> ``6 6 3``, a model
@@ -22,8 +22,7 @@ search, a pure function over lowercase transcript words (:func:`hybrid_search.vo
   ``gal.``, pound -> ``lb.``, ounce -> ``oz.``, yard -> ``yd.``, and ``square``/``cubic`` feet -> ``sq. ft.`` /
   ``cu. ft.``.
 
-Measured on 500 Home Depot dev queries spoken by espeak-ng (``benchmarks/voice.py``): nDCG@10 by voice / typed
-0.512 -> 0.531.
+``benchmarks/voice.py`` measures what it is worth (its ``api-spoken`` way searches the recogniser's own words).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -35,8 +34,8 @@ from api_support import luma_folder, luma_products
 
 from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import SearchEngine, SearchRequest, create_engine, definition_from_settings
-from hybrid_search.ingest.queue import WORKER_ENV
 from hybrid_search.ingest.tracking import Tracker, connect
+from hybrid_search.ingest.workers import log_offset, start_worker, wait_until_ready
 from hybrid_search.settings import Settings, load_settings
 from hybrid_search.stack import Stack
 from hybrid_search.stack.process import pid_alive, read_pid
@@ -228,28 +227,27 @@ class Worker:
     def __init__(self, env: Mapping[str, str], log_dir: Path, name: str) -> None:
         self.name = f"{name}-{uuid.uuid4().hex[:6]}"
         self.log = log_dir / f"worker-{self.name}.log"
-        self.env = {**os.environ, **WORKER_ENV, **env, "HYBRID_SEARCH_WORKER_CONCURRENCY": "1"}
+        self.env = {**os.environ, **env, "HYBRID_SEARCH_WORKER_CONCURRENCY": "1"}
         self.process: subprocess.Popen[bytes] | None = None
+        self.offset = 0  # where this start's output begins in the log
 
     def start(self, *, wait: bool = True) -> Worker:
-        name = f"{self.name}@%h"  # a node name of its own: Celery warns about duplicates
-        argv = [sys.executable, "-m", "hybrid_search.cli", "workers", "--loglevel", "info", "-n", name]
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        """Start it through the library (its command line and allocator settings); ``wait``: until ready."""
+        self.offset = log_offset(self.log)
+        # a node name of its own: Celery warns about duplicates
+        self.process = start_worker(self.log, env=self.env, node=f"{self.name}@%h", wait_s=None)
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout_s: float = 180) -> None:
-        def ready() -> bool:
-            if not self.alive():
-                pytest.fail(f"worker {self.name} exited; its log:\n{self.tail()}", pytrace=False)
-            return b" ready." in self.log.read_bytes()
-
-        wait_until(ready, timeout_s, f"worker {self.name} to be ready")
+        if wait_until_ready(self.log, self.alive, offset=self.offset, timeout_s=timeout_s, poll_s=0.2):
+            return
+        if not self.alive():
+            pytest.fail(f"worker {self.name} exited; its log:\n{self.tail()}", pytrace=False)
+        pytest.fail(
+            f"timed out after {timeout_s:.0f}s waiting for worker {self.name} to be ready", pytrace=False
+        )
 
     @property
     def pid(self) -> int:

@@ -33,7 +33,8 @@ from fault_support import (
 
 from hybrid_search.catalog import open_catalogue
 from hybrid_search.engine import SearchRequest, create_engine
-from hybrid_search.ingest.jobs import Job, enqueue_catalogue, wait_for_job
+from hybrid_search.ingest.enqueue import Job, enqueue_catalogue
+from hybrid_search.ingest.jobs import wait_for_job
 from hybrid_search.ingest.tracking import Tracker, connect
 from hybrid_search.search import SearchQuery, SearchService, search_encoders
 from hybrid_search.settings import Settings

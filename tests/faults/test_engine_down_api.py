@@ -15,7 +15,8 @@ from api_support import api_server
 from fault_support import FaultStack, luma_jsonl, private_index, record_figures, wait_until, workers
 
 from hybrid_search.catalog import open_catalogue
-from hybrid_search.ingest.jobs import enqueue_catalogue, wait_for_job
+from hybrid_search.ingest.enqueue import enqueue_catalogue
+from hybrid_search.ingest.jobs import wait_for_job
 
 pytestmark = [pytest.mark.faults, pytest.mark.models]
 

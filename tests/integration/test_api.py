@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,11 @@ import pytest
 from api_support import Shared, api_server, free_port, luma_folder, luma_products, server_env, shared_api
 from PIL import Image
 
-from hybrid_search.engine import create_engine
+from hybrid_search.encoders.roles import encoder_records
+from hybrid_search.engine import create_engine, definition_from_settings
 from hybrid_search.settings import Settings
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "hybrid_search" / "mappings"
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]
 
@@ -153,6 +158,46 @@ def test_search_wrong_content_type_and_bad_json(http: httpx.Client) -> None:
     assert "JSON body" in refused(http.post("/search", data={"text": "hoodie"}), 415)
     bad = http.post("/search", content=b"{text: hoodie}", headers={"content-type": "application/json"})
     assert refused(bad, 422, "body") == "the request body is not valid JSON"
+
+
+def test_a_request_the_engine_refuses_is_a_server_error_not_invalid_input(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An index whose mapping does not fit the code (categories a text field, not a keyword): the engine refuses
+    the category facet this server asks for (HTTP 400). That is the server's fault, not the user's: a 502 JSON
+    error that does not blame the input, the engine's reason in the server log; bad input is still a 422."""
+    shutil.copytree(MAPPINGS, tmp_path / "mappings")
+    products = json.loads((tmp_path / "mappings" / "products.json").read_text())
+    products["mappings"]["properties"]["categories"] = {"type": "text"}
+    (tmp_path / "mappings" / "products.json").write_text(json.dumps(products))
+    unfit = settings.model_copy(update={"mappings_dir": tmp_path / "mappings"})
+    alias = f"test-api-unfit-{uuid.uuid4().hex[:8]}"
+    env = server_env(alias, f"test-api-{uuid.uuid4().hex[:8]}", HYBRID_SEARCH_API_PRELOAD_MODELS="false",
+                     HYBRID_SEARCH_VOICE_ENABLED="false")  # fmt: skip
+    with create_engine(settings) as engine:
+        engine.create_index(alias, definition_from_settings(unfit, encoder_records(settings)))
+        try:
+            with api_server(env, "test-api-unfit") as server:
+                refusals = [
+                    httpx.get(server.url + "/facets", timeout=60),
+                    httpx.post(server.url + "/search", json={"text": "rain jacket"}, timeout=120),
+                ]
+                for response in refusals:
+                    message = refused(response, 502)
+                    assert response.json()["error"]["code"] == "engine_error", response.text
+                    assert "refused a request this server built" in message
+                    assert "not a problem with the input" in message
+                assert "empty query" in refused(
+                    httpx.post(server.url + "/search", json={"text": ""}), 422, "text"
+                )
+                unknown = httpx.post(server.url + "/search", json={"text": "x", "filters": {"nope": "y"}})
+                assert "unknown field" in refused(unknown, 422, "filters.nope")
+                log = server.log.read_text()
+            assert log.count("EngineRequestError") >= 2, log[-3000:]
+            assert "illegal_argument_exception" in log and "[categories]" in log, log[-3000:]
+        finally:
+            for name in engine.versions(alias).values():
+                engine.delete_index(name)
 
 
 def test_oversized_request_is_413(http: httpx.Client) -> None:

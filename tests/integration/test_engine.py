@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from hybrid_search.engine import EncoderRef, KnnClause, SearchEngine, SearchRequest, load_definition
-from hybrid_search.errors import EncoderMismatchError, IndexNotFoundError, ValidationError
+from hybrid_search.errors import (
+    EncoderMismatchError,
+    EngineRequestError,
+    IndexNotFoundError,
+    ValidationError,
+)
 from hybrid_search.ranking.fusion import Hit, fuse
 
 pytestmark = pytest.mark.integration
@@ -334,6 +339,31 @@ def test_missing_index_is_a_clear_error(engine: SearchEngine) -> None:
         engine.bulk_write("no-such-alias", PRODUCTS, vector_sources=SOURCES)
     with pytest.raises(IndexNotFoundError):
         engine.msearch("no-such-alias", [SearchRequest(query={"match_all": {}})])
+
+
+def test_a_request_the_engine_refuses_is_an_engine_error_not_the_users(
+    engine: SearchEngine, loaded: str
+) -> None:
+    """A body the engine cannot parse, or one that does not fit the mapping (a terms aggregation on a text
+    field), is refused with HTTP 400: the request was built here, so it is an EngineRequestError carrying the
+    engine's type and reason, never a ValidationError (which means the user's input)."""
+    malformed = SearchRequest(query={"no_such_query": {}})
+    with pytest.raises(EngineRequestError) as caught:
+        engine.search(loaded, malformed)
+    assert not isinstance(caught.value, ValidationError)
+    assert caught.value.error_type == "parsing_exception"
+    assert "unknown query [no_such_query]" in caught.value.reason
+    assert "HTTP 400" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(EngineRequestError, match="no_such_query"):  # the whole _msearch is refused
+        engine.msearch(loaded, [SearchRequest(query={"match_all": {}}), malformed])
+    unfit = SearchRequest(size=0, aggs={"titles": {"terms": {"field": "title"}}})
+    with pytest.raises(EngineRequestError) as caught:
+        engine.search(loaded, unfit)
+    assert "illegal_argument_exception" in caught.value.reason
+    # in an _msearch the engine refuses only that sub-search (HTTP 400 in its response): the same error
+    with pytest.raises(EngineRequestError, match=r"^search 2 of 2 failed: ") as caught:
+        engine.msearch(loaded, [SearchRequest(query={"match_all": {}}), unfit])
+    assert "illegal_argument_exception" in caught.value.reason
 
 
 def test_health_reports_version_and_status(engine: SearchEngine) -> None:

@@ -21,7 +21,8 @@ from api_support import Worker
 from hybrid_search.catalog import open_catalogue
 from hybrid_search.encoders.roles import encoder_records
 from hybrid_search.engine import create_engine, definition_from_settings
-from hybrid_search.ingest.jobs import enqueue_catalogue, wait_for_job
+from hybrid_search.ingest.enqueue import enqueue_catalogue
+from hybrid_search.ingest.jobs import wait_for_job
 from hybrid_search.ingest.tracking import Tracker, connect
 from hybrid_search.settings import Settings, load_settings
 

@@ -22,9 +22,9 @@ from hybrid_search.api import Services, create_app
 from hybrid_search.api.security import KeyRing, access_of, is_remote, presented_key
 from hybrid_search.engine.dialects import elasticsearch_search_body, opensearch_search_body
 from hybrid_search.errors import ConfigurationError
-from hybrid_search.search.bodies import bm25_request
-from hybrid_search.search.plan import (
+from hybrid_search.search.bodies import (
     Retriever,
+    bm25_request,
     facets_request,
     native_search_request,
     retriever_request,

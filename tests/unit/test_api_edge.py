@@ -6,6 +6,8 @@ request here must be answered (or refused) before any engine or model is needed.
 
 from __future__ import annotations
 
+import json
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from hybrid_search.api.errors import (
     PayloadTooLargeError,
     UnavailableError,
     UnsupportedMediaError,
+    error_response,
     status_of,
 )
 from hybrid_search.api.ingest import validate_products
@@ -31,6 +34,7 @@ from hybrid_search.errors import (
     EncoderMismatchError,
     EngineAuthError,
     EngineError,
+    EngineRequestError,
     EngineUnavailableError,
     HybridSearchError,
     IndexNotFoundError,
@@ -74,6 +78,7 @@ def client() -> Any:
         (IndexNotFoundError("no index"), 503, "no_index"),
         (EngineUnavailableError("down"), 503, "engine_unavailable"),
         (EngineAuthError("401"), 502, "engine_auth"),
+        (EngineRequestError("400", "parsing_exception"), 502, "engine_error"),
         (EngineError("500"), 502, "engine_error"),
         (QueueUnavailableError("redis down"), 503, "queue_unavailable"),
         (UnavailableError("voice off"), 503, "unavailable"),
@@ -92,6 +97,29 @@ def test_subclasses_come_before_their_bases_in_the_table() -> None:
     for n, (cls, _status, _code) in enumerate(STATUS):
         for later, _s, _c in STATUS[n + 1 :]:
             assert not issubclass(later, cls), f"{later.__name__} is shadowed by {cls.__name__}"
+
+
+def test_a_request_the_engine_refused_is_a_server_error_that_logs_the_engines_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not the client's fault: 502, a message that does not blame the input, and the engine's reason in the log
+    (not in the response: it can quote the request this server built)."""
+    reason = "parsing_exception: unknown query [no_such_query]"
+    error = EngineRequestError(
+        f"OpenSearch refused a request hybrid-search built (search products-v1): HTTP 400 {reason}",
+        "parsing_exception",
+        reason,
+    )
+    with caplog.at_level(logging.ERROR, logger="hybrid_search.api.errors"):
+        response = error_response(error)
+    assert response.status_code == 502 and response.headers.get("retry-after") is None
+    body = json.loads(bytes(response.body))["error"]
+    assert (body["status"], body["code"], body["field"]) == (502, "engine_error", None)
+    assert body["message"].startswith(
+        "the search engine refused a request this server built (parsing_exception)"
+    )
+    assert "not a problem with the input" in body["message"] and "no_such_query" not in body["message"]
+    assert reason in caplog.text and "EngineRequestError" in caplog.text
 
 
 def test_api_errors_pickle_with_their_field() -> None:

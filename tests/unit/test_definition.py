@@ -10,7 +10,6 @@ from hybrid_search.engine.definition import (
     check_vector_sources,
     load_definition,
     parse_version,
-    vector_record_changes,
     versioned_name,
 )
 from hybrid_search.errors import ConfigurationError, EncoderMismatchError
@@ -65,23 +64,3 @@ def test_check_vector_sources() -> None:
         check_vector_sources("i", recorded, {}, {"text_vector"})
     with pytest.raises(EncoderMismatchError, match="no vector field 'image_vector'"):
         check_vector_sources("i", recorded, {"image_vector": REF}, {"image_vector"})
-
-
-def test_vector_record_changes_name_each_field_from_another_encoder() -> None:
-    colour = EncoderRef("colour-hsv-16x8x8-sqrt", "v1")
-    definition = load_definition({"text": (REF, 4), "colour": (colour, 8)})
-    same = definition.meta()["hybrid_search"]["vectors"]
-    assert vector_record_changes(definition, same) == []
-    older = {**same, "colour_vector": {**same["colour_vector"], "encoder": "colour-hsv-8x8x8", "dim": 4}}
-    assert vector_record_changes(definition, older) == [
-        "colour_vector: the index holds colour-hsv-8x8x8 version v1 (4-d), "
-        "the settings give colour-hsv-16x8x8-sqrt version v1 (8-d)"
-    ]
-    reweighted = {**same, "text_vector": {**same["text_vector"], "version": "v2"}}
-    assert [c.split(":")[0] for c in vector_record_changes(definition, reweighted)] == ["text_vector"]
-    missing = {k: v for k, v in same.items() if k != "colour_vector"}
-    assert vector_record_changes(definition, missing) == [
-        "colour_vector: not in the index, the settings give colour-hsv-16x8x8-sqrt version v1 (8-d)"
-    ]
-    extra = {**same, "image_vector": {"encoder": "efficientnet-lite0", "version": "x", "dim": 1280}}
-    assert vector_record_changes(definition, extra) == ["image_vector: in the index, not in the settings"]

@@ -165,7 +165,7 @@ def test_elasticsearch_filtered_knn_is_the_top_level_option() -> None:
 def test_elasticsearch_native_hybrid_sums_query_and_knn() -> None:
     req = SearchRequest(
         query=BM25, knn=(KnnClause("image_vector", (1.0, 0.0), k=10, boost=0.5),), filter=(FILTER,), size=10,
-        from_=10, aggs={"brands": {"terms": {"field": "brand.keyword"}}}, source=["id", "title"], explain=True,
+        from_=10, aggs={"brands": {"terms": {"field": "brand.keyword"}}}, source=["id", "title"],
     )  # fmt: skip
     assert elasticsearch_search_body(req) == {
         "query": {"bool": {"must": [BM25], "filter": [FILTER]}},
@@ -178,7 +178,6 @@ def test_elasticsearch_native_hybrid_sums_query_and_knn() -> None:
         "aggs": {"brands": {"terms": {"field": "brand.keyword"}}},
         "_source": ["id", "title"],
         "track_total_hits": True,
-        "explain": True,
     }  # fmt: skip
 
 

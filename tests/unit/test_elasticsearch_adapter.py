@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 import socket
 import threading
 import time
@@ -29,11 +30,13 @@ from hybrid_search.engine import (
     SearchRequest,
     load_definition,
 )
+from hybrid_search.engine.base import MAX_REASON, engine_reason
 from hybrid_search.engine.elasticsearch import ElasticsearchEngine
 from hybrid_search.errors import (
     EncoderMismatchError,
     EngineAuthError,
     EngineError,
+    EngineRequestError,
     EngineUnavailableError,
     IndexNotFoundError,
     ValidationError,
@@ -650,8 +653,18 @@ def test_msearch_raises_on_a_failed_sub_search(fake: FakeElasticsearch, engine: 
     with pytest.raises(IndexNotFoundError, match="'products' does not exist"):
         engine.msearch("products", [SearchRequest(), SearchRequest()])
     fake.routes["POST", "/_msearch"] = (200, {"took": 1, "responses": [{**HITS, "status": 200}, broken]})
-    with pytest.raises(EngineError, match=r"^search 2 of 2 failed: search_phase_execution_exception"):
+    with pytest.raises(
+        EngineRequestError, match=r"^search 2 of 2 failed: search_phase_execution_exception"
+    ) as caught:
         engine.msearch("products", [SearchRequest(), SearchRequest()])
+    assert (
+        caught.value.error_type == "search_phase_execution_exception"
+    )  # refused (400): our request, not theirs
+    _, crashed = es_error(500, "null_pointer_exception", "oops")
+    fake.routes["POST", "/_msearch"] = (200, {"took": 1, "responses": [crashed]})
+    with pytest.raises(EngineError, match=r"^search 1 of 1 failed: null_pointer_exception") as failed:
+        engine.msearch("products", [SearchRequest()])
+    assert not isinstance(failed.value, EngineRequestError)
 
 
 def test_count_with_and_without_a_query(fake: FakeElasticsearch, engine: ElasticsearchEngine) -> None:
@@ -713,3 +726,56 @@ def test_a_server_that_is_not_elasticsearch_is_named() -> None:
     assert str(caught.value) == (
         f"{server.url} is not Elasticsearch (for OpenSearch set HYBRID_SEARCH_ENGINE=opensearch)"
     )
+
+
+def test_a_refused_request_is_an_engine_error_with_the_engines_reason(
+    fake: FakeElasticsearch, engine: ElasticsearchEngine
+) -> None:
+    """HTTP 400 answers a request the adapter built: not the user's input (that is checked before), so not a
+    ValidationError; the error carries the engine's type and reason, on one line."""
+    status, body = es_error(400, "parsing_exception", "unknown query [no_such_query]", line=1, col=27)
+    body["error"]["caused_by"] = {
+        "type": "named_object_not_found_exception",
+        "reason": "[1:27] unknown field",
+    }
+    fake.routes["POST", "/products/_search"] = (status, body)
+    with pytest.raises(EngineRequestError) as caught:
+        engine.search("products", SearchRequest(query={"no_such_query": {}}))
+    error = caught.value
+    assert not isinstance(error, ValidationError)
+    assert (error.error_type, error.reason) == (
+        "parsing_exception",
+        "parsing_exception: unknown query [no_such_query] "
+        "(caused by named_object_not_found_exception: [1:27] unknown field)",
+    )
+    assert str(error) == (
+        "Elasticsearch refused a request hybrid-search built (search products): HTTP 400 " + error.reason
+    )
+    assert error.__cause__ is None and error.__suppress_context__
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.error_type, copy.reason) == (
+        EngineRequestError,
+        str(error),
+        error.error_type,
+        error.reason,
+    )
+
+
+def test_engine_reason_keeps_type_and_reason_only_on_one_capped_line() -> None:
+    _, body = es_error(
+        400, "illegal_argument_exception", "Fielddata is disabled on [title]\nuse a keyword field"
+    )
+    body["error"]["failed_shards"] = [
+        {"shard": 0, "index": "products-v1", "reason": {"query": "the request"}}
+    ]
+    assert engine_reason(body) == (
+        "illegal_argument_exception",
+        "illegal_argument_exception: Fielddata is disabled on [title] use a keyword field",
+    )
+    assert engine_reason(body["error"]) == engine_reason(body)
+    assert engine_reason({"error": "no handler found for uri [/x]", "status": 400}) == (
+        "",
+        "no handler found for uri [/x]",
+    )
+    kind, reason = engine_reason({"type": "x_exception", "reason": "y" * 2000})
+    assert kind == "x_exception" and len(reason) == MAX_REASON and reason.endswith("...")

@@ -8,14 +8,16 @@ import pytest
 
 from hybrid_search.engine.dialects import elasticsearch_search_body, opensearch_search_body
 from hybrid_search.errors import ValidationError
-from hybrid_search.search.bodies import BM25_FIELDS, DISPLAY_DOCVALUES, facet_aggs
-from hybrid_search.search.plan import (
+from hybrid_search.search.bodies import (
+    BM25_FIELDS,
+    DISPLAY_DOCVALUES,
     Retriever,
-    choose_retrievers,
+    facet_aggs,
     facets_request,
     native_search_request,
     retriever_request,
 )
+from hybrid_search.search.plan import choose_retrievers
 
 pytestmark = pytest.mark.unit
 

@@ -334,3 +334,177 @@ def test_search_threads_setting_sets_torch_intra_op_threads() -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# ---- the stages ---------------------------------------------------------------------------------------------
+
+STAGES = ("understand", "plan", "encode", "retrieve", "rankers", "present")
+
+
+def stages_entered(run: Any) -> list[str]:
+    """The stage modules entered (a call from another module into one of theirs), in order, while ``run()``."""
+    import inspect
+    import sys
+
+    from hybrid_search.ranking import rankers
+    from hybrid_search.search import encode, plan, present, retrieve, understand
+
+    files = {
+        m.__file__: m.__name__.rsplit(".", 1)[1]
+        for m in (understand, plan, encode, retrieve, rankers, present)
+    }
+    entered: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event != "call" or frame.f_code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE):
+            return  # a generator resumed by its consumer has not been entered again
+        callee, caller = frame.f_code.co_filename, frame.f_back.f_code.co_filename if frame.f_back else None
+        if callee in files and callee != caller:
+            entered.append(files[callee])
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        SearchQuery(text="red coat", explain=True),
+        SearchQuery(text="red coat", fusion="native", explain=True),
+        SearchQuery(text="red coat", fusion="rrf", facets=False),
+        SearchQuery(image=png(20, 10), explain=True),
+        SearchQuery(text="red coat", image=png(20, 10), fusion="learned"),
+    ],
+)
+def test_a_query_passes_each_stage_once_in_order(settings: Settings, query: SearchQuery) -> None:
+    svc, _ = service(settings)
+    assert stages_entered(lambda: svc.search(query)) == list(STAGES)
+
+
+def test_understand_resolves_the_query_then_the_tuned_configuration_then_the_settings(
+    settings: Settings,
+) -> None:
+    from hybrid_search.search.understand import understand
+
+    tuned = {"fusion": "rrf", "rank_constant": 10, "rank_window": 40, "weights": {"bm25": 0.2}}
+    resolved = understand(SearchQuery(text="coat", filters=Filters(colour="red")), settings, tuned=tuned)
+    assert (resolved.method, resolved.rank_constant, resolved.window) == ("rrf", 10, 40)
+    assert resolved.normaliser == settings.fusion_normaliser  # not tuned: the settings'
+    assert resolved.default_weights["bm25"] == 0.2 and resolved.default_weights["text_knn"] == 0.5
+    assert resolved.filters == ({"term": {"colour.keyword": "red"}},)
+    own = understand(SearchQuery(text="coat", fusion="linear", rank_window=20, weights={"bm25": 1.0}), settings,
+                     tuned=tuned)  # fmt: skip
+    assert (own.method, own.window, own.weights) == ("linear", 20, {"bm25": 1.0})
+    with pytest.raises(ValidationError) as info:  # page 5 of 10 needs 50 candidates, the tuned window is 40
+        understand(SearchQuery(text="coat", page=5, size=10), settings, tuned=tuned)
+    assert info.value.field == "page"
+
+
+class TunedEngine(FakeEngine):
+    """The fake engine with a tuned configuration (and its models) in the index's ``_meta``."""
+
+    def __init__(self, config: dict[str, Any], lists: dict[str, list[tuple[str, float]]] = LISTS) -> None:
+        super().__init__(RECORDS, lists)
+        self.config = config
+
+    def tuned_config(self, index: str) -> dict[str, Any] | None:
+        return self.config
+
+
+def learned_model() -> Any:
+    from hybrid_search.ranking.learned import FEATURES, LearnedFusion
+
+    n = len(FEATURES)
+    return LearnedFusion(
+        mean=(0.0,) * n, scale=(1.0,) * n, coef=tuple(1.0 if i == 3 else 0.1 for i in range(n))
+    )
+
+
+def adaptive_model(share: float) -> Any:
+    from hybrid_search.ranking.adaptive import FEATURES, AdaptiveFusion
+
+    n = len(FEATURES)
+    rows = ((1.0,) + (0.0,) * n, (0.0,) * (n + 1))  # the first grid weight always wins
+    return AdaptiveFusion(grid=(share, 0.5), mean=(0.0,) * n, scale=(1.0,) * n, coef=rows, alpha=1.0)
+
+
+def test_learned_fusion_ranks_text_queries_and_says_so(settings: Settings) -> None:
+    from hybrid_search.ranking.fusion import Hit
+
+    model = learned_model()
+    engine = TunedEngine({"learned": model.to_dict()})
+    svc = SearchService(settings, engine, encoders())  # type: ignore[arg-type]
+    query = SearchQuery(text="red coat", fusion="learned", explain=True)
+    response = svc.search(query)
+    assert response.fusion == {
+        "method": "learned", "normaliser": None, "rank_constant": None, "rank_window": 50,
+        "weights": {"bm25": 0.5, "text_knn": 0.5}, "learned": True,
+    }  # fmt: skip
+    lists: dict[str, list[Hit]] = svc.retrieve(query)
+    titles = {
+        h.doc_id: f"title {h.doc_id}" for hits in lists.values() for h in hits
+    }  # every title in doc values
+    assert [h.id for h in response.hits] == [
+        f.doc_id for f in model.fuse("red coat", lists, titles, limit=10)
+    ]
+    assert all(set(h.explain or {}) == {"bm25", "text_knn", "title_match"} for h in response.hits)
+    assert all(
+        math.isclose(h.score, math.fsum(e["weighted"] for e in (h.explain or {}).values()))
+        for h in response.hits
+    )
+    assert response.available == 90
+
+
+def test_learned_fusion_falls_back_to_linear_for_a_photo_and_needs_a_model_for_text(
+    settings: Settings,
+) -> None:
+    svc = SearchService(settings, TunedEngine({}), encoders())  # type: ignore[arg-type]
+    photo = svc.search(SearchQuery(image=png(20, 10), fusion="learned"))
+    assert photo.fusion["method"] == "linear" and photo.fusion["normaliser"] == "minmax"
+    assert photo.fusion["learned"] == "learned fusion ranks text queries without a photo"
+    assert "photo_kind" in photo.fusion  # what linear fusion is for a photo without words
+    with pytest.raises(ValidationError, match="no learned fusion model") as info:
+        svc.search(SearchQuery(text="red coat", fusion="learned"))
+    assert info.value.field == "fusion"
+
+
+def test_adaptive_fusion_predicts_this_querys_weights(settings: Settings) -> None:
+    engine = TunedEngine({"adaptive": adaptive_model(0.8).to_dict()})
+    svc = SearchService(settings, engine, encoders())  # type: ignore[arg-type]
+    response = svc.search(SearchQuery(text="red coat", explain=True))
+    assert response.fusion["adaptive"] is True
+    assert response.fusion["weights"] == {"bm25": 0.2, "text_knn": 0.8}
+    fixed = svc.search(SearchQuery(text="red coat", weights={"bm25": 0.5}, explain=True))  # its own weights
+    assert "adaptive" not in fixed.fusion and fixed.fusion["weights"] == {"bm25": 0.5, "text_knn": 0.5}
+    assert "adaptive" not in svc.search(SearchQuery(text="red coat", fusion="rrf")).fusion
+    untuned = SearchService(settings, engine, encoders(), use_tuned=False)  # type: ignore[arg-type]
+    assert "adaptive" not in untuned.search(SearchQuery(text="red coat")).fusion
+
+
+def test_a_model_is_read_only_by_a_query_it_ranks(settings: Settings) -> None:
+    from hybrid_search.errors import ConfigurationError
+
+    svc = SearchService(settings, TunedEngine({"adaptive": {"broken": True}}), encoders())  # type: ignore[arg-type]
+    assert svc.search(SearchQuery(text="red coat", fusion="rrf")).fusion["method"] == "rrf"
+    with pytest.raises(ConfigurationError, match="adaptive fusion model"):
+        svc.search(SearchQuery(text="red coat"))
+
+
+def test_from_settings_builds_the_engine_and_the_search_encoders() -> None:
+    from hybrid_search.search import search_encoders
+
+    for engine_kind in ("opensearch", "elasticsearch"):
+        settings = load_settings(engine=engine_kind)
+        built = SearchService.from_settings(settings, use_tuned=False)
+        try:
+            assert built.engine.kind == engine_kind and built.use_tuned is False
+            assert set(built.encoders) == set(search_encoders(settings))
+        finally:
+            built.engine.close()
+    given, _ = service(load_settings())
+    reused = SearchService.from_settings(given.settings, engine=given.engine)
+    assert reused.engine is given.engine and reused.use_tuned is True

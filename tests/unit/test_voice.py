@@ -17,11 +17,10 @@ from hybrid_search.errors import ConfigurationError, ValidationError
 
 av = pytest.importorskip("av", reason="the voice extra (faster-whisper, PyAV) is not installed")
 
-from hybrid_search.voice.recognition import (  # noqa: E402
+from hybrid_search.search import SearchQuery  # noqa: E402
+from hybrid_search.voice import (  # noqa: E402
     AUDIO_FORMATS,
     SAMPLE_RATE,
-    WHISPER_BASE_FILES,
-    WHISPER_BASE_PARTS,
     Alternative,
     Audio,
     Ensemble,
@@ -33,13 +32,14 @@ from hybrid_search.voice.recognition import (  # noqa: E402
     model_settings,
     normalise_transcript,
     resolve_model,
-    search_text,
     sniff_audio,
     title_nouns,
     title_words,
+    transcript_query,
     vocabulary_request,
     whisper_base_path,
 )
+from hybrid_search.voice.models import WHISPER_BASE_FILES, WHISPER_BASE_PARTS  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -362,7 +362,9 @@ def test_the_chosen_hypothesis_alone_is_searched() -> None:
     heard = transcript(("solar powered trading lights", -0.45), ("solar powered string lights", -0.62))
     chosen = choose_transcript(heard, [9.0, 31.0])  # the catalogue sells string lights, not trading ones
     assert chosen.text == "solar powered string lights"
-    assert search_text(chosen) == "solar powered string lights"  # not "... trading" appended
+    searched = transcript_query(SearchQuery(text="voice", page=2, size=5), chosen)
+    assert searched.text == "solar powered string lights"  # not "... trading" appended
+    assert (searched.page, searched.size) == (2, 5)  # the rest of the query kept
 
 
 def test_the_transcript_length_follows_the_audio() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_search.ingest.queue import worker_torch_threads
+from hybrid_search.ingest.workers import worker_torch_threads
 from hybrid_search.settings import load_settings
 
 pytestmark = pytest.mark.unit

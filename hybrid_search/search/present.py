@@ -1,0 +1,215 @@
+"""Stage 6, present: a :class:`~hybrid_search.ranking.rankers.Ranking` becomes the :class:`SearchResponse`.
+
+- the page: cut from the ranking (``native``: the engine already cut it), ranks counted over the whole result;
+- explain: each hit's parts per retriever. Client-side fusion knows them; the engine's ``native`` sum has no
+  breakdown, so one more ``_msearch`` (only with ``explain``) asks each retriever again for the page's
+  products;
+- display fields: retrieval read doc values only. With ``search_display = "source"`` (default) one ``_mget``
+  of the page reads the exact stored fields (:data:`~hybrid_search.search.bodies.DISPLAY_FIELDS`), except those
+  :class:`~hybrid_search.search.display.DisplayCache` holds for the same stored revision of a product; with
+  ``"docvalues"`` they stay (colour lowercased, ``categories`` instead of ``category_path``), and only titles
+  longer than the ``title.raw`` limit are read from ``_source``;
+- total and facets: from the facet request (or the ``native`` response); without facets the total is the
+  number of candidates, a lower bound;
+- the ``fusion`` information: which fusion ranked, with which parameters and weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hybrid_search.engine import SearchEngine
+from hybrid_search.ranking.fusion import FusedHit
+from hybrid_search.ranking.rankers import Ranking
+from hybrid_search.search.bodies import (
+    DISPLAY_FIELDS,
+    REVISION_FIELD,
+    display_from_docvalues,
+    retriever_request,
+)
+from hybrid_search.search.display import DisplayCache, revision_key
+from hybrid_search.search.encode import QueryVectors
+from hybrid_search.search.plan import Plan
+from hybrid_search.search.response import SearchHit, SearchResponse, elapsed_ms, parse_facets, parse_total
+from hybrid_search.search.retrieve import Retrieved
+
+
+def present(
+    engine: SearchEngine,
+    index: str,
+    plan: Plan,
+    vectors: QueryVectors,
+    retrieved: Retrieved,
+    ranking: Ranking,
+    *,
+    display: str,
+    cache: DisplayCache,
+    timings: Mapping[str, Any],
+    started: float,
+) -> SearchResponse:
+    """The response for the requested page of ``ranking``.
+
+    ``display``: the ``search_display`` setting; ``timings``: those of the earlier stages, to which this stage
+    adds ``display_ms`` (when it reads stored fields), ``facets_took_ms`` and ``total_ms`` (since ``started``).
+    """
+    query = plan.query
+    start = (query.page - 1) * query.size
+    ranked = ranking.hits if retrieved.paged else ranking.hits[start:]
+    if not query.explain:
+        explains: Mapping[str, dict[str, dict[str, Any]]] = {}
+    elif retrieved.paged:
+        explains = _native_parts(engine, index, plan, vectors, [f.doc_id for f in ranked]) if ranked else {}
+    else:
+        explains = {f.doc_id: _contributions(f) for f in ranked}
+    fields = retrieved.candidates.fields
+    hits = [
+        SearchHit(f.doc_id, start + n + 1, f.score, dict(fields.get(f.doc_id, {})), explains.get(f.doc_id))
+        for n, f in enumerate(ranked)
+    ]
+    times = dict(timings)
+    _display(engine, index, hits, display, cache, times)
+
+    counts = retrieved.counts
+    facets = parse_facets(counts.get("aggregations")) if counts is not None and query.facets else None
+    if retrieved.paged:
+        assert counts is not None  # the native response
+        total, relation = parse_total(counts)
+        available = min(total, query.window) if relation == "eq" else query.window
+    else:
+        available = ranking.candidates
+        if counts is not None:
+            total, relation = parse_total(counts)
+            total = max(total, available)
+            times["facets_took_ms"] = counts.get("took")
+        else:
+            total, relation = available, "gte"
+    times["total_ms"] = elapsed_ms(started)
+    return SearchResponse(
+        hits=hits,
+        total=total,
+        total_relation=relation,
+        page=query.page,
+        size=query.size,
+        available=available,
+        fusion=fusion_info(ranking, query.window),
+        retrievers=retrieved.retrievers,
+        facets=facets,
+        timings=times,
+    )
+
+
+def fusion_info(ranking: Ranking, window: int) -> dict[str, Any]:
+    """The response's ``fusion``: method, normaliser, rank constant, window and weights, and what else ranked.
+
+    Weights the adaptive model predicted are rounded to 6 decimals.
+    """
+    weights = dict(ranking.weights)
+    if ranking.adaptive:
+        weights = {name: round(weight, 6) for name, weight in weights.items()}
+    info: dict[str, Any] = {
+        "method": ranking.method,
+        "normaliser": ranking.normaliser,
+        "rank_constant": ranking.rank_constant,
+        "rank_window": window,
+        "weights": weights,
+    }
+    if ranking.learned is not None:
+        info["learned"] = ranking.learned
+    if ranking.adaptive:
+        info["adaptive"] = True
+    if ranking.photo_kind is not None:
+        term = ranking.photo_kind
+        info["photo_kind"] = {"weight": term.weight, "neighbours": term.neighbours, "epsilon": term.epsilon}
+    return info
+
+
+def _contributions(fused: FusedHit) -> dict[str, dict[str, Any]]:
+    return {name: c._asdict() for name, c in fused.contributions.items()}
+
+
+def _native_parts(
+    engine: SearchEngine, index: str, plan: Plan, vectors: QueryVectors, ids: list[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Explain of ``native``: each retriever's raw score of the page's hits, and weight * raw score.
+
+    One ``_msearch`` asks each retriever again: a kNN retriever's top ``window`` under the same filters (what the
+    native request summed: a product outside it got no kNN score), and BM25 restricted to the page's ids. The
+    weighted parts add up to the engine's score, to float32 rounding.
+    """
+    query = plan.query
+    requests = []
+    for r in plan.retrievers:
+        if r.field is None:
+            only_page = [*query.filters, {"ids": {"values": ids}}]
+            requests.append(
+                retriever_request(r, text=query.text, vector=None, window=len(ids), filters=only_page)
+            )
+        else:
+            requests.append(
+                retriever_request(
+                    r,
+                    text=None,
+                    vector=vectors.vectors.get(r.name),
+                    window=query.window,
+                    filters=query.filters,
+                )
+            )
+    responses = engine.msearch(index, requests)
+    out: dict[str, dict[str, dict[str, Any]]] = {doc_id: {} for doc_id in ids}
+    for r, resp in zip(plan.retrievers, responses, strict=True):
+        found = {
+            display_from_docvalues(h)[0]: (n + 1, float(h["_score"]))
+            for n, h in enumerate(resp["hits"]["hits"])
+        }
+        for doc_id in ids:
+            rank, raw = found.get(doc_id, (None, None))
+            out[doc_id][r.name] = {
+                "raw_score": raw,
+                "rank": rank if r.field is not None else None,
+                "normalised": None,
+                "weighted": 0.0 if raw is None else r.weight * raw,
+            }
+    return out
+
+
+def _display(
+    engine: SearchEngine,
+    index: str,
+    hits: Sequence[SearchHit],
+    display: str,
+    cache: DisplayCache,
+    timings: dict[str, Any],
+) -> None:
+    """Fill in the page's display fields (module docstring), from the cache or one ``_mget``."""
+    keys = {h.id: revision_key(h.id, h.fields.pop(REVISION_FIELD, None)) for h in hits}
+    found: dict[str, dict[str, Any]] = {}
+    if display == "source":
+        cached = cache.get_many(k for k in keys.values() if k is not None)
+        found = {h.id: cached[k] for h in hits if (k := keys[h.id]) is not None and k in cached}
+        wanted = [h.id for h in hits if h.id not in found]
+    else:
+        wanted = [h.id for h in hits if h.fields.get("title") is None]
+    if wanted:
+        t = time.perf_counter()
+        fetched = engine.get_fields(index, wanted, list(DISPLAY_FIELDS))
+        timings["display_ms"] = elapsed_ms(t)
+        found.update(fetched)
+        if display == "source":
+            for doc_id, stored in fetched.items():
+                if (key := keys.get(doc_id)) is not None:
+                    cache.put(key, stored)
+    for hit in hits:
+        source = found.get(hit.id)
+        if source is None:
+            continue
+        if display == "source":
+            hit.fields.clear()
+            hit.fields.update({name: source.get(name) for name in DISPLAY_FIELDS})
+            hit.fields["id"] = hit.id
+        elif source.get("title") is not None:
+            hit.fields["title"] = source["title"]
+
+
+__all__ = ["fusion_info", "present"]
