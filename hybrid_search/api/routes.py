@@ -189,10 +189,11 @@ def facets(services: ServicesDep) -> dict[str, Any]:
     from hybrid_search.search.bodies import facet_aggs
     from hybrid_search.search.response import parse_facets, parse_total
 
+    schema = services.search.schema
     response = services.engine.search(
-        services.settings.index_alias, SearchRequest(size=0, aggs=facet_aggs(), source=False)
+        services.settings.index_alias, SearchRequest(size=0, aggs=facet_aggs(schema=schema), source=False)
     )
-    return {"total": parse_total(response)[0], "facets": parse_facets(response.get("aggregations"))}
+    return {"total": parse_total(response)[0], "facets": parse_facets(response.get("aggregations"), schema)}
 
 
 @router.get(
@@ -210,7 +211,8 @@ def product_image(product_id: str, services: ServicesDep) -> Response:
     if not product_id or len(product_id) > 512:
         raise NotFoundError("no such product", field="product_id")
     doc = services.engine.get_document(settings.index_alias, product_id)
-    ref = (doc or {}).get("image_url")
+    image = services.search.schema.image
+    ref = (doc or {}).get(image) if image is not None else None
     if not isinstance(ref, str) or not ref:
         raise NotFoundError(f"product {product_id!r} has no photo" if doc else f"no product {product_id!r}")
     if ref.lower().startswith(("http://", "https://")):

@@ -30,6 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
+
 MAX_ID = 256
 MAX_TITLE = 1_000
 MAX_DESCRIPTION = 50_000
@@ -227,6 +229,16 @@ class Product(BaseModel):
         return "; ".join(" > ".join(path) for path in self.category_paths)
 
     @property
+    def categories(self) -> list[str]:
+        """Every category name of the product's paths, once each, in the order they first appear."""
+        names: list[str] = []
+        for path in self.category_paths:
+            for level in path:
+                if level not in names:
+                    names.append(level)
+        return names
+
+    @property
     def main_image(self) -> str | None:
         return self.images[0] if self.images else None
 
@@ -252,31 +264,38 @@ class Product(BaseModel):
         }
         return {k: v for k, v in record.items() if v not in (None, [], {})}
 
-    def document(self) -> dict[str, Any]:
-        """The product's text and keyword fields as the products mapping names them (no vectors)."""
-        categories: list[str] = []
-        for path in self.category_paths:
-            for level in path:
-                if level not in categories:
-                    categories.append(level)
-        attributes = [f"{k}={v}" for k, values in self.attributes.items() for v in values]
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description or None,
-            "brand": self.brand,
-            "category_path": self.category_path or None,
-            "categories": categories,
-            "colour": self.colours,
-            "material": self.materials,
-            "sizes": self.sizes,
-            "attributes": attributes,
-            "attributes_text": "; ".join(f"{k}: {', '.join(v)}" for k, v in self.attributes.items()) or None,
-            "price": self.price,
-            "currency": self.currency,
-            "image_url": self.main_image,
-            "image_urls": self.images,
-        }
+    def document(self, schema: FieldSchema = DEFAULT_SCHEMA) -> dict[str, Any]:
+        """The product's text and keyword fields under ``schema``'s names (no vectors): the document of the
+        layer's own index (``mappings/products.json``).
+
+        The category names go to the category's keyword field when it is a field of its own (the own index's
+        ``categories``); ``attributes_text`` (the attributes as text, matched by BM25) and ``image_urls`` (every
+        photo) are fields only the own index has.
+        """
+        doc: dict[str, Any] = {}
+
+        def put(name: str | None, value: Any) -> None:
+            if name is not None:
+                doc[name] = value
+
+        put(schema.id, self.id)
+        put(schema.title, self.title)
+        put(schema.description, self.description or None)
+        put(schema.brand, self.brand)
+        put(schema.category, self.category_path or None)
+        names = schema.keyword_field("category")
+        if names not in (None, schema.category) and not str(names).startswith(f"{schema.category}."):
+            put(names, self.categories)  # (a subfield of the category field is the engine's to fill)
+        put(schema.colour, self.colours)
+        put(schema.material, self.materials)
+        put(schema.size, self.sizes)
+        put(schema.attributes, [f"{k}={v}" for k, values in self.attributes.items() for v in values])
+        doc["attributes_text"] = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.attributes.items()) or None
+        put(schema.price, self.price)
+        put(schema.currency, self.currency)
+        put(schema.image, self.main_image)
+        doc["image_urls"] = self.images
+        return doc
 
 
 def validate_product(data: Any) -> Product:
@@ -292,17 +311,14 @@ def validate_product(data: Any) -> Product:
         raise ValueError("; ".join(problems)) from None
 
 
-def product_text(product: Mapping[str, Any]) -> str:
-    """The text a product's ``text_vector`` embeds: title, brand, categories, colour, material, description."""
-    parts = [
-        product.get("title"),
-        product.get("brand"),
-        product.get("category_path"),
-        product.get("colour"),
-        product.get("material"),
-        product.get("description"),
-    ]
+TEXT_ROLES: tuple[str, ...] = ("title", "brand", "category", "colour", "material", "description")
+
+
+def product_text(product: Mapping[str, Any], schema: FieldSchema = DEFAULT_SCHEMA) -> str:
+    """The text a product's ``text_vector`` embeds: the values of its :data:`TEXT_ROLES` (title, brand,
+    categories, colour, material, description), read from a document with ``schema``'s field names."""
+    parts = [product.get(name) for role in TEXT_ROLES if (name := schema.value_field(role)) is not None]
     return ". ".join(str(p).strip() for p in parts if p and str(p).strip())
 
 
-__all__ = ["Product", "clean_text", "json_problem", "product_text", "validate_product"]
+__all__ = ["TEXT_ROLES", "Product", "clean_text", "json_problem", "product_text", "validate_product"]

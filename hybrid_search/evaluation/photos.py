@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hybrid_search.catalog import Product, open_catalogue, validate_product
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.errors import ConfigurationError, ValidationError
 from hybrid_search.evaluation.metrics import precision_at_k, recall_at_k
 from hybrid_search.search.query import Filters
@@ -167,7 +168,7 @@ def record_categories(records: Sequence[Mapping[str, object]]) -> dict[str, list
     out: dict[str, list[str]] = {}
     for record in records:
         product = validate_product(record)
-        out[product.id] = list(product.document().get("categories") or [])
+        out[product.id] = product.categories
     return out
 
 
@@ -231,8 +232,8 @@ class _WithoutProduct(Filters):
 
     exclude: str = ""
 
-    def clauses(self) -> list[dict[str, Any]]:
-        return [*super().clauses(), {"bool": {"must_not": [{"ids": {"values": [self.exclude]}}]}}]
+    def clauses(self, schema: FieldSchema = DEFAULT_SCHEMA) -> list[dict[str, Any]]:
+        return [*super().clauses(schema), {"bool": {"must_not": [{"ids": {"values": [self.exclude]}}]}}]
 
 
 def leave_out_groups(photo_set: PhotoSet, groups: int = 8) -> list[list[int]]:

@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine import SearchEngine
 from hybrid_search.evaluation.data import EvalQuery, Judgments, fingerprint
 from hybrid_search.evaluation.tuning import TuneReport
@@ -53,8 +54,10 @@ def learned_config(
     window: int,
     folds: int,
     seed: int,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit learned fusion on the candidate lists of rank window ``window`` (their titles read from ``index``).
+    """Fit learned fusion on the candidate lists of rank window ``window`` (their titles read from ``index``,
+    whose field names ``schema`` gives).
 
     Returns what to save (fusion ``learned`` with the model) and the held-out report of
     :func:`learned_tuning.fit_with_cv`.
@@ -62,7 +65,8 @@ def learned_config(
     from hybrid_search.evaluation import learned_tuning
 
     def titles_of(ids: Sequence[str]) -> dict[str, str | None]:
-        return {doc: fields.get("title") for doc, fields in engine.get_fields(index, ids, ["title"]).items()}
+        found = engine.get_fields(index, ids, [schema.title])
+        return {doc: fields.get(schema.title) for doc, fields in found.items()}
 
     titles = learned_tuning.candidate_titles(titles_of, lists)
     ranker, report = learned_tuning.fit_with_cv(

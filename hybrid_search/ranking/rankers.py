@@ -42,8 +42,8 @@ KIND_SOURCE = "image_knn"  # the retriever whose neighbours vote for a photo's k
 PHOTO_RETRIEVERS: frozenset[str] = frozenset({"image_knn", "colour_knn"})
 LEARNED_REFUSES_PHOTOS = "learned fusion ranks text queries without a photo"
 
-FetchFields = Callable[[Sequence[str], Sequence[str]], Mapping[str, Mapping[str, Any]]]
-"""``(doc ids, field names) -> {doc id: {field: value}}``: stored fields of some candidates."""
+FetchTitles = Callable[[Sequence[str]], Mapping[str, str | None]]
+"""``doc ids -> {doc id: stored title}``: the titles of some candidates, read from whichever field holds them."""
 
 
 @dataclass(frozen=True)
@@ -230,13 +230,13 @@ class AdaptiveRanker:
 class LearnedRanker:
     """The index's learned model ranks the BM25 and text kNN candidates of a text query without a photo.
 
-    ``model`` reads it (and refuses a query when the index has none); ``fetch_fields`` reads the titles the
-    candidates' doc values cut short. Other queries, and queries neither retriever found anything for, are
+    ``model`` reads it (and refuses a query when the index has none); ``fetch_titles`` reads the stored titles
+    the candidates' doc values cut short. Other queries, and queries neither retriever found anything for, are
     ranked by ``fallback`` (what ``linear`` would be) and the ranking says why.
     """
 
     model: Callable[[], LearnedFusion]
-    fetch_fields: FetchFields
+    fetch_titles: FetchTitles
     fallback: Ranker
 
     def rank(self, candidates: Candidates) -> Ranking:
@@ -259,8 +259,8 @@ class LearnedRanker:
         titles: dict[str, str | None] = {doc: fields.get(doc, {}).get("title") for doc in ids}
         missing = [doc for doc, title in titles.items() if title is None]
         if missing:
-            found = self.fetch_fields(missing, ["title"])
-            titles.update({doc: found.get(doc, {}).get("title") for doc in missing})
+            found = self.fetch_titles(missing)
+            titles.update({doc: found.get(doc) for doc in missing})
         return titles
 
 
@@ -287,12 +287,12 @@ class RankingSources:
     """Where rankers read what the candidates do not hold, each called only by a ranker that needs it.
 
     ``adaptive_model``: the index's adaptive fusion model, or None; ``learned_model``: its learned fusion model
-    (refusing the query when it has none); ``fetch_fields``: stored fields of some candidates.
+    (refusing the query when it has none); ``fetch_titles``: the stored titles of some candidates.
     """
 
     adaptive_model: Callable[[], AdaptiveFusion | None]
     learned_model: Callable[[], LearnedFusion]
-    fetch_fields: FetchFields
+    fetch_titles: FetchTitles
 
 
 def choose_ranker(config: RankingConfig, sources: RankingSources) -> Ranker:
@@ -314,18 +314,18 @@ def choose_ranker(config: RankingConfig, sources: RankingSources) -> Ranker:
         and {LEXICAL, DENSE} <= running
     ):
         linear_kind = AdaptiveRanker(sources.adaptive_model, linear)
-    rankers: dict[str, Ranker] = {
-        "linear": linear_kind,
-        "rrf": RrfRanker(config.rank_constant, config.normaliser),
-        NATIVE: NativeRanker(),
-        "learned": LearnedRanker(sources.learned_model, sources.fetch_fields, linear_kind),
+    rankers: dict[str, Callable[[], Ranker]] = {  # built only for the method the query uses
+        "linear": lambda: linear_kind,
+        "rrf": lambda: RrfRanker(config.rank_constant, config.normaliser),
+        NATIVE: NativeRanker,
+        "learned": lambda: LearnedRanker(sources.learned_model, sources.fetch_titles, linear_kind),
     }
-    ranker = rankers.get(config.method)
-    if ranker is None:
+    make = rankers.get(config.method)
+    if make is None:
         raise ValidationError(
             f"unknown fusion method {config.method!r}; expected one of {', '.join(rankers)}", field="fusion"
         )
-    return ranker
+    return make()
 
 
 def rank(config: RankingConfig, candidates: Candidates, sources: RankingSources) -> Ranking:
@@ -339,7 +339,7 @@ __all__ = [
     "PHOTO_RETRIEVERS",
     "AdaptiveRanker",
     "Candidates",
-    "FetchFields",
+    "FetchTitles",
     "LearnedRanker",
     "LinearRanker",
     "NativeRanker",

@@ -17,8 +17,10 @@ and returns its own; :meth:`SearchService.search` runs them top to bottom and a 
       -> rank        -> Ranking          the one Ranker the configuration picks (hybrid_search.ranking.rankers)
       -> present     -> SearchResponse   the page, explain, display fields, facets, totals (.present)
 
-Request bodies are data built by :mod:`.bodies`; display fields read once per product revision are kept by
-:mod:`.display`; :mod:`.response` is what comes back; :mod:`.console` renders it for the CLI.
+Request bodies are data built by :mod:`.bodies` over the field names of the index's
+:class:`~hybrid_search.catalog.schema.FieldSchema` (``SearchService(schema=...)``, carried by the
+``StructuredQuery``); display fields read once per product revision are kept by :mod:`.display`;
+:mod:`.response` is what comes back; :mod:`.console` renders it for the CLI.
 """
 
 from hybrid_search.search.plan import SPECS, Retriever, RetrieverSpec

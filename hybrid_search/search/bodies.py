@@ -9,9 +9,13 @@ The query text is only ever a *value* inside ``multi_match`` (never ``query_stri
 interpreted as query syntax. Filters are plain ``term``/``terms``/``range`` clauses that every retriever gets
 unchanged (kNN clauses carry them as a pre-filter, see :mod:`hybrid_search.engine.dialects`).
 
-Facets are aggregations over the same filtered candidate set: :func:`facet_aggs` names them
-``category`` (``categories``), ``brand`` (``brand.keyword``), ``colour`` (``colour.keyword``) and ``price``
-(the :data:`PRICE_RANGES` buckets).
+Facets are aggregations over the same filtered candidate set: :func:`facet_aggs` names them by role,
+``category``, ``brand``, ``colour`` and ``price`` (the :data:`PRICE_RANGES` buckets).
+
+Field names come from a :class:`~hybrid_search.catalog.schema.FieldSchema` (every builder takes ``schema``,
+default :data:`~hybrid_search.catalog.schema.DEFAULT_SCHEMA`, the own index): BM25 matches its text fields,
+filters and facets read its keyword fields, and hits are shown under the same keys (:data:`DISPLAY_ROLES`)
+whatever the index calls the fields that fill them.
 """
 
 from __future__ import annotations
@@ -20,69 +24,47 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine.request import KnnClause, SearchRequest
 from hybrid_search.errors import ValidationError
 
-BM25_FIELDS: tuple[str, ...] = (
-    "title^3",
-    "title.cjk^2",
-    "brand^2",
-    "category_path^1.5",
-    "colour^1.5",
-    "material",
-    "attributes_text",
-    "description",
-    "description.cjk",
-)
-DISPLAY_FIELDS: tuple[str, ...] = (
-    "id",
-    "title",
-    "brand",
-    "category_path",
-    "colour",
-    "price",
-    "currency",
-    "image_url",
-)
-
-# What a hit shows, read from doc values: display name -> field. Retrieval requests ask for these with
-# ``stored_fields: _none_``, so the engine never decompresses a hit's stored ``_source`` (which holds every
-# vector, far more to read and parse than the doc values of a few display fields).
-# Keyword doc values are what the index stores: colour lowercased by the ``facet`` normalizer, categories
-# sorted and deduplicated, titles only up to the ``title.raw`` limit (512 characters).
-DISPLAY_DOCVALUES: dict[str, str] = {
+# A hit's display fields: key in the hit's ``fields`` -> the role that fills it. The keys are the same on every
+# index (the API, the CLI and the page read them); the schema says which engine field holds each role.
+DISPLAY_ROLES: dict[str, str] = {
     "id": "id",
-    "title": "title.raw",
-    "brand": "brand.keyword",
-    "categories": "categories",
-    "colour": "colour.keyword",
+    "title": "title",
+    "brand": "brand",
+    "category_path": "category",
+    "colour": "colour",
     "price": "price",
     "currency": "currency",
-    "image_url": "image_url",
+    "image_url": "image",
+}
+# What a hit shows when read from doc values, key -> role. Retrieval requests ask for the roles' keyword fields
+# with ``stored_fields: _none_``, so the engine never decompresses a hit's stored ``_source`` (which holds every
+# vector, far more to read and parse than the doc values of a few display fields). Doc values are what the
+# index stores (:data:`hybrid_search.catalog.schema.DEFAULT_SCHEMA` says what that is for the own index), and the
+# category is its names one by one (``categories``), not the readable path.
+DOCVALUE_ROLES: dict[str, str] = {
+    "id": "id",
+    "title": "title",
+    "brand": "brand",
+    "categories": "category",
+    "colour": "colour",
+    "price": "price",
+    "currency": "currency",
+    "image_url": "image",
 }
 MULTI_VALUED_DISPLAY: frozenset[str] = frozenset({"categories", "colour"})
 # a hit's stored revision, carried next to its doc-value fields until the page is displayed (never shown)
 REVISION_FIELD = "_revision"
 Revision = tuple[str, int, int]  # (concrete index, seq_no, primary_term)
 
-# filter name -> keyword field it matches exactly (the colour and material keywords are lowercased by the
-# ``facet`` normalizer, which the engine also applies to the filter value)
-KEYWORD_FILTERS: dict[str, str] = {
-    "category": "categories",
-    "brand": "brand.keyword",
-    "colour": "colour.keyword",
-    "material": "material.keyword",
-    "size": "sizes",
-}
-ATTRIBUTES_FIELD = "attributes"
-PRICE_FIELD = "price"
-
-# facet name -> keyword field of a terms aggregation
-FACET_FIELDS: dict[str, str] = {
-    "category": "categories",
-    "brand": "brand.keyword",
-    "colour": "colour.keyword",
-}
+# the roles a keyword filter names, each matched exactly on the role's keyword field (the own index's colour and
+# material keywords are lowercased by the ``facet`` normalizer, which the engine also applies to the filter value)
+KEYWORD_FILTERS: tuple[str, ...] = ("category", "brand", "colour", "material", "size")
+# the roles faceted by a terms aggregation, each facet named by its role
+FACET_ROLES: tuple[str, ...] = ("category", "brand", "colour")
 # price facet buckets: (key, from inclusive, to exclusive); None = unbounded
 PRICE_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
     ("under 25", None, 25.0),
@@ -94,9 +76,11 @@ PRICE_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
 FACET_SIZE = 20
 
 
-def bm25_query(text: str, fields: Sequence[str] = BM25_FIELDS, *, boost: float = 1.0) -> dict[str, Any]:
-    """A ``multi_match`` over the product text fields; ``text`` is a plain value, never query syntax."""
-    body: dict[str, Any] = {"query": text, "fields": list(fields), "type": "most_fields", "operator": "or"}
+def bm25_query(text: str, *, boost: float = 1.0, schema: FieldSchema = DEFAULT_SCHEMA) -> dict[str, Any]:
+    """A ``multi_match`` over the schema's text fields (:meth:`~FieldSchema.match_fields`); ``text`` is a plain
+    value, never query syntax."""
+    fields = list(schema.match_fields())
+    body: dict[str, Any] = {"query": text, "fields": fields, "type": "most_fields", "operator": "or"}
     if boost != 1.0:
         body["boost"] = boost
     return {"multi_match": body}
@@ -117,34 +101,51 @@ def filter_clauses(
     attributes: Mapping[str, str | Sequence[str]] | None = None,
     price_min: float | None = None,
     price_max: float | None = None,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> list[dict[str, Any]]:
     """The filter clauses (all must hold) for keyword filters, attributes and a price range.
 
-    ``keywords`` maps a :data:`KEYWORD_FILTERS` name to one value or several (any of them matches);
-    ``attributes`` maps an attribute name to its value(s), matched as ``"name=value"`` keywords;
-    ``price_min`` / ``price_max`` are inclusive bounds. Names outside :data:`KEYWORD_FILTERS` raise ``KeyError``
-    (the query layer validates them first). Clause order follows the arguments, keys in their given order.
+    ``keywords`` maps a :data:`KEYWORD_FILTERS` role to one value or several (any of them matches), matched on
+    the role's keyword field; ``attributes`` maps an attribute name to its value(s), matched as ``"name=value"``
+    keywords of the schema's ``attributes`` field; ``price_min`` / ``price_max`` are inclusive bounds on the
+    price field. Names outside :data:`KEYWORD_FILTERS` raise ``KeyError`` (the query layer validates them
+    first); a filter on a field the index does not have is a ``ValidationError``. Clause order follows the
+    arguments, keys in their given order.
     """
     clauses: list[dict[str, Any]] = []
     for name, value in (keywords or {}).items():
-        clauses.append(_term(KEYWORD_FILTERS[name], value))
+        if name not in KEYWORD_FILTERS:
+            raise KeyError(name)
+        clauses.append(_term(schema.filter_field(name), value))
     for name, value in (attributes or {}).items():
-        clauses.append(_term(ATTRIBUTES_FIELD, [f"{name}={v}" for v in _values(value)]))
+        if schema.attributes is None:
+            raise ValidationError("this index has no attributes to filter on", field="filters.attributes")
+        clauses.append(_term(schema.attributes, [f"{name}={v}" for v in _values(value)]))
     if price_min is not None or price_max is not None:
         bounds: dict[str, float] = {}
         if price_min is not None:
             bounds["gte"] = price_min
         if price_max is not None:
             bounds["lte"] = price_max
-        clauses.append({"range": {PRICE_FIELD: bounds}})
+        price = schema.keyword_field("price")
+        if price is None:
+            where = "filters.price_min" if price_min is not None else "filters.price_max"
+            raise ValidationError("this index has no price field to filter on", field=where)
+        clauses.append({"range": {price: bounds}})
     return clauses
 
 
-def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
-    """Terms aggregations on category, brand and colour, and the price-range buckets."""
+def facet_aggs(size: int = FACET_SIZE, *, schema: FieldSchema = DEFAULT_SCHEMA) -> dict[str, Any]:
+    """Terms aggregations on the :data:`FACET_ROLES` and the extra facet fields the index has, and the
+    price-range buckets (each facet named by its role, an extra one by its field)."""
+    terms = {role: schema.keyword_field(role) for role in FACET_ROLES}
+    terms.update({name: name for name in schema.extra_facets})
     aggs: dict[str, Any] = {
-        name: {"terms": {"field": field, "size": size}} for name, field in FACET_FIELDS.items()
+        name: {"terms": {"field": field, "size": size}} for name, field in terms.items() if field is not None
     }
+    price = schema.keyword_field("price")
+    if price is None:
+        return aggs
     ranges = []
     for key, low, high in PRICE_RANGES:
         bucket: dict[str, Any] = {"key": key}
@@ -153,16 +154,44 @@ def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
         if high is not None:
             bucket["to"] = high
         ranges.append(bucket)
-    aggs["price"] = {"range": {"field": PRICE_FIELD, "ranges": ranges}}
+    aggs["price"] = {"range": {"field": price, "ranges": ranges}}
     return aggs
 
 
-def docvalue_options() -> dict[str, Any]:
-    """Request options that return :data:`DISPLAY_DOCVALUES` and no stored fields (no ``_id``, no ``_source``),
+def facet_names(schema: FieldSchema = DEFAULT_SCHEMA) -> tuple[str, ...]:
+    """The terms facets :func:`facet_aggs` asks for, in its order (the price ranges not included)."""
+    roles = tuple(role for role in FACET_ROLES if schema.keyword_field(role) is not None)
+    return roles + schema.extra_facets
+
+
+def display_fields(schema: FieldSchema = DEFAULT_SCHEMA) -> list[str]:
+    """The ``_source`` fields that hold the :data:`DISPLAY_ROLES` (those the index has), in that order."""
+    return [f for role in DISPLAY_ROLES.values() if (f := schema.value_field(role)) is not None]
+
+
+def display_from_source(
+    doc_id: str, source: Mapping[str, Any], schema: FieldSchema = DEFAULT_SCHEMA
+) -> dict[str, Any]:
+    """A hit's display fields, :data:`DISPLAY_ROLES` keys, from the stored fields of :func:`display_fields`."""
+    fields = {
+        key: source.get(f) if (f := schema.value_field(role)) is not None else None
+        for key, role in DISPLAY_ROLES.items()
+    }
+    fields["id"] = doc_id
+    return fields
+
+
+def docvalue_fields(schema: FieldSchema = DEFAULT_SCHEMA) -> list[str]:
+    """The keyword fields that hold the :data:`DOCVALUE_ROLES` (those the index has), in that order."""
+    return [f for role in DOCVALUE_ROLES.values() if (f := schema.keyword_field(role)) is not None]
+
+
+def docvalue_options(schema: FieldSchema = DEFAULT_SCHEMA) -> dict[str, Any]:
+    """Request options that return :func:`docvalue_fields` and no stored fields (no ``_id``, no ``_source``),
     with each hit's stored revision (``_seq_no``, ``_primary_term``: :func:`hit_revision`)."""
     return {
         "stored_fields": "_none_",
-        "docvalue_fields": list(DISPLAY_DOCVALUES.values()),
+        "docvalue_fields": docvalue_fields(schema),
         "seq_no_primary_term": True,
     }
 
@@ -178,16 +207,20 @@ def hit_revision(hit: Mapping[str, Any]) -> Revision | None:
     return index, seq_no, term
 
 
-def display_from_docvalues(hit: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(id, display fields)`` of a hit fetched with :func:`docvalue_options` (id: the ``id`` field, else ``_id``).
+def display_from_docvalues(
+    hit: Mapping[str, Any], schema: FieldSchema = DEFAULT_SCHEMA
+) -> tuple[str, dict[str, Any]]:
+    """``(id, display fields)`` of a hit fetched with :func:`docvalue_options`: :data:`DOCVALUE_ROLES` keys,
+    filled from each role's keyword field (id: the id role's field, else ``_id``).
 
     The fields also carry the hit's stored revision under :data:`REVISION_FIELD` when it has one: the search
     layer uses it to reuse display fields it read before, and removes it before a hit is shown.
     """
     values = hit.get("fields") or {}
     fields: dict[str, Any] = {}
-    for name, source in DISPLAY_DOCVALUES.items():
-        found = values.get(source)
+    for name, role in DOCVALUE_ROLES.items():
+        source = schema.keyword_field(role)
+        found = values.get(source) if source is not None else None
         if name in MULTI_VALUED_DISPLAY:
             fields[name] = list(found or [])
         else:
@@ -200,9 +233,13 @@ def display_from_docvalues(hit: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
     return str(doc_id), fields
 
 
-def _display(source: bool | Sequence[str], docvalues: bool) -> tuple[bool | list[str], dict[str, Any]]:
+def _display(
+    source: bool | Sequence[str] | None, docvalues: bool, schema: FieldSchema
+) -> tuple[bool | list[str], dict[str, Any]]:
     if docvalues:
-        return False, docvalue_options()
+        return False, docvalue_options(schema)
+    if source is None:
+        return display_fields(schema), {}
     return (source if isinstance(source, bool) else list(source)), {}
 
 
@@ -211,14 +248,16 @@ def bm25_request(
     *,
     size: int,
     filters: Sequence[Mapping[str, Any]] = (),
-    source: bool | Sequence[str] = DISPLAY_FIELDS,
+    source: bool | Sequence[str] | None = None,
     track_total_hits: bool | int = True,
     docvalues: bool = False,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
-    """BM25's top ``size``; ``docvalues``: hits carry :data:`DISPLAY_DOCVALUES` instead of ``_id``/``_source``."""
-    shown, extra = _display(source, docvalues)
+    """BM25's top ``size``; ``source`` None: the :func:`display_fields`; ``docvalues``: hits carry
+    :func:`docvalue_fields` instead of ``_id``/``_source``."""
+    shown, extra = _display(source, docvalues, schema)
     return SearchRequest(
-        query=bm25_query(text),
+        query=bm25_query(text, schema=schema),
         filter=tuple(filters),
         size=size,
         source=shown,
@@ -237,12 +276,13 @@ def knn_request(
     *,
     size: int,
     filters: Sequence[Mapping[str, Any]] = (),
-    source: bool | Sequence[str] = DISPLAY_FIELDS,
+    source: bool | Sequence[str] | None = None,
     track_total_hits: bool | int = True,
     docvalues: bool = False,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """``size`` nearest neighbours (``k = size``) of ``vector`` among the documents that pass ``filters``."""
-    shown, extra = _display(source, docvalues)
+    shown, extra = _display(source, docvalues, schema)
     return SearchRequest(
         knn=(knn_clause(field, vector, k=size),),
         filter=tuple(filters),
@@ -259,10 +299,11 @@ def candidates_request(
     *,
     filters: Sequence[Mapping[str, Any]] = (),
     aggs: Mapping[str, Any] | None = None,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """Size 0: the filtered candidate set (BM25 matches or any kNN clause's top ``k``), counted and faceted."""
     return SearchRequest(
-        query=bm25_query(text) if text is not None else None,
+        query=bm25_query(text, schema=schema) if text is not None else None,
         knn=tuple(knn),
         filter=tuple(filters),
         size=0,
@@ -281,16 +322,17 @@ def native_request(
     bm25_boost: float = 1.0,
     filters: Sequence[Mapping[str, Any]] = (),
     aggs: Mapping[str, Any] | None = None,
-    source: bool | Sequence[str] = DISPLAY_FIELDS,
+    source: bool | Sequence[str] | None = None,
     docvalues: bool = False,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """One request whose score is the engine's own sum of the boosted BM25 and kNN scores.
 
     Each kNN clause carries its own boost; ``text=None`` leaves BM25 out.
     """
-    shown, extra = _display(source, docvalues)
+    shown, extra = _display(source, docvalues, schema)
     return SearchRequest(
-        query=bm25_query(text, boost=bm25_boost) if text is not None else None,
+        query=bm25_query(text, boost=bm25_boost, schema=schema) if text is not None else None,
         knn=tuple(knn),
         filter=tuple(filters),
         size=size,
@@ -311,10 +353,11 @@ def native_hybrid_request(
     bm25_boost: float = 1.0,
     knn_boost: float = 1.0,
     filters: Sequence[Mapping[str, Any]] = (),
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """BM25 plus one kNN clause (``k = size``) summed by the engine (:func:`native_request` for one field)."""
     clause = knn_clause(field, vector, k=size, boost=knn_boost)
-    return native_request(text, (clause,), size=size, bm25_boost=bm25_boost, filters=filters)
+    return native_request(text, (clause,), size=size, bm25_boost=bm25_boost, filters=filters, schema=schema)
 
 
 @dataclass(frozen=True)
@@ -333,6 +376,7 @@ def retriever_request(
     vector: Sequence[float] | None,
     window: int,
     filters: Sequence[Mapping[str, Any]],
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """One retriever's top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``).
 
@@ -341,11 +385,19 @@ def retriever_request(
     if retriever.field is None:
         if text is None:
             raise ValidationError("bm25 needs query text", field="text")
-        return bm25_request(text, size=window, filters=filters, track_total_hits=False, docvalues=True)
+        return bm25_request(
+            text, size=window, filters=filters, track_total_hits=False, docvalues=True, schema=schema
+        )
     if vector is None:
         raise ValidationError(f"{retriever.name} needs a query vector", field="weights")
     return knn_request(
-        retriever.field, vector, size=window, filters=filters, track_total_hits=False, docvalues=True
+        retriever.field,
+        vector,
+        size=window,
+        filters=filters,
+        track_total_hits=False,
+        docvalues=True,
+        schema=schema,
     )
 
 
@@ -367,6 +419,7 @@ def facets_request(
     vectors: Mapping[str, Sequence[float]],
     window: int,
     filters: Sequence[Mapping[str, Any]],
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """Size 0: count and facet the filtered candidate set (BM25 matches or any kNN retriever's top ``window``)."""
     use_text = text if any(r.field is None for r in retrievers) else None
@@ -374,7 +427,8 @@ def facets_request(
         use_text,
         knn_clauses(retrievers, vectors, k=window, boosted=False),
         filters=filters,
-        aggs=facet_aggs(),
+        aggs=facet_aggs(schema=schema),
+        schema=schema,
     )
 
 
@@ -388,6 +442,7 @@ def native_search_request(
     size: int,
     filters: Sequence[Mapping[str, Any]],
     facets: bool,
+    schema: FieldSchema = DEFAULT_SCHEMA,
 ) -> SearchRequest:
     """``native``: one request, score = the engine's sum of weight * BM25 and weight * kNN (``k = window``)."""
     bm25 = next((r for r in retrievers if r.field is None), None)
@@ -398,21 +453,19 @@ def native_search_request(
         from_=(page - 1) * size,
         bm25_boost=bm25.weight if bm25 is not None else 1.0,
         filters=filters,
-        aggs=facet_aggs() if facets else None,
+        aggs=facet_aggs(schema=schema) if facets else None,
         docvalues=True,
+        schema=schema,
     )
 
 
 __all__ = [
-    "ATTRIBUTES_FIELD",
-    "BM25_FIELDS",
-    "DISPLAY_DOCVALUES",
-    "DISPLAY_FIELDS",
-    "FACET_FIELDS",
+    "DISPLAY_ROLES",
+    "DOCVALUE_ROLES",
+    "FACET_ROLES",
     "FACET_SIZE",
     "KEYWORD_FILTERS",
     "MULTI_VALUED_DISPLAY",
-    "PRICE_FIELD",
     "PRICE_RANGES",
     "REVISION_FIELD",
     "Retriever",
@@ -420,9 +473,13 @@ __all__ = [
     "bm25_query",
     "bm25_request",
     "candidates_request",
+    "display_fields",
     "display_from_docvalues",
+    "display_from_source",
+    "docvalue_fields",
     "docvalue_options",
     "facet_aggs",
+    "facet_names",
     "facets_request",
     "filter_clauses",
     "hit_revision",

@@ -5,10 +5,10 @@
   breakdown, so one more ``_msearch`` (only with ``explain``) asks each retriever again for the page's
   products;
 - display fields: retrieval read doc values only. With ``search_display = "source"`` (default) one ``_mget``
-  of the page reads the exact stored fields (:data:`~hybrid_search.search.bodies.DISPLAY_FIELDS`), except those
-  :class:`~hybrid_search.search.display.DisplayCache` holds for the same stored revision of a product; with
-  ``"docvalues"`` they stay (colour lowercased, ``categories`` instead of ``category_path``), and only titles
-  longer than the ``title.raw`` limit are read from ``_source``;
+  of the page reads the exact stored fields (:func:`~hybrid_search.search.bodies.display_fields` of the
+  query's schema), except those :class:`~hybrid_search.search.display.DisplayCache` holds for the same stored
+  revision of a product; with ``"docvalues"`` they stay (colour lowercased, ``categories`` instead of
+  ``category_path``), and only titles longer than the title's keyword limit are read from ``_source``;
 - total and facets: from the facet request (or the ``native`` response); without facets the total is the
   number of candidates, a lower bound;
 - the ``fusion`` information: which fusion ranked, with which parameters and weights.
@@ -20,13 +20,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybrid_search.catalog.schema import FieldSchema
 from hybrid_search.engine import SearchEngine
 from hybrid_search.ranking.fusion import FusedHit
 from hybrid_search.ranking.rankers import Ranking
 from hybrid_search.search.bodies import (
-    DISPLAY_FIELDS,
     REVISION_FIELD,
+    display_fields,
     display_from_docvalues,
+    display_from_source,
     retriever_request,
 )
 from hybrid_search.search.display import DisplayCache, revision_key
@@ -69,10 +71,12 @@ def present(
         for n, f in enumerate(ranked)
     ]
     times = dict(timings)
-    _display(engine, index, hits, display, cache, times)
+    _display(engine, index, hits, display, cache, times, query.schema)
 
     counts = retrieved.counts
-    facets = parse_facets(counts.get("aggregations")) if counts is not None and query.facets else None
+    facets = None
+    if counts is not None and query.facets:
+        facets = parse_facets(counts.get("aggregations"), query.schema)
     if retrieved.paged:
         assert counts is not None  # the native response
         total, relation = parse_total(counts)
@@ -144,7 +148,9 @@ def _native_parts(
         if r.field is None:
             only_page = [*query.filters, {"ids": {"values": ids}}]
             requests.append(
-                retriever_request(r, text=query.text, vector=None, window=len(ids), filters=only_page)
+                retriever_request(
+                    r, text=query.text, vector=None, window=len(ids), filters=only_page, schema=query.schema
+                )
             )
         else:
             requests.append(
@@ -154,13 +160,14 @@ def _native_parts(
                     vector=vectors.vectors.get(r.name),
                     window=query.window,
                     filters=query.filters,
+                    schema=query.schema,
                 )
             )
     responses = engine.msearch(index, requests)
     out: dict[str, dict[str, dict[str, Any]]] = {doc_id: {} for doc_id in ids}
     for r, resp in zip(plan.retrievers, responses, strict=True):
         found = {
-            display_from_docvalues(h)[0]: (n + 1, float(h["_score"]))
+            display_from_docvalues(h, query.schema)[0]: (n + 1, float(h["_score"]))
             for n, h in enumerate(resp["hits"]["hits"])
         }
         for doc_id in ids:
@@ -181,8 +188,10 @@ def _display(
     display: str,
     cache: DisplayCache,
     timings: dict[str, Any],
+    schema: FieldSchema,
 ) -> None:
-    """Fill in the page's display fields (module docstring), from the cache or one ``_mget``."""
+    """Fill in the page's display fields (module docstring), from the cache or one ``_mget`` of ``schema``'s
+    fields (cached as stored, so under the index's own field names)."""
     keys = {h.id: revision_key(h.id, h.fields.pop(REVISION_FIELD, None)) for h in hits}
     found: dict[str, dict[str, Any]] = {}
     if display == "source":
@@ -193,7 +202,7 @@ def _display(
         wanted = [h.id for h in hits if h.fields.get("title") is None]
     if wanted:
         t = time.perf_counter()
-        fetched = engine.get_fields(index, wanted, list(DISPLAY_FIELDS))
+        fetched = engine.get_fields(index, wanted, display_fields(schema))
         timings["display_ms"] = elapsed_ms(t)
         found.update(fetched)
         if display == "source":
@@ -206,10 +215,9 @@ def _display(
             continue
         if display == "source":
             hit.fields.clear()
-            hit.fields.update({name: source.get(name) for name in DISPLAY_FIELDS})
-            hit.fields["id"] = hit.id
-        elif source.get("title") is not None:
-            hit.fields["title"] = source["title"]
+            hit.fields.update(display_from_source(hit.id, source, schema))
+        elif source.get(schema.title) is not None:
+            hit.fields["title"] = source[schema.title]
 
 
 __all__ = ["fusion_info", "present"]

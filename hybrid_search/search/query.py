@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.errors import ValidationError
 from hybrid_search.ranking.fusion import NORMALISERS
 from hybrid_search.search.bodies import KEYWORD_FILTERS, filter_clauses
@@ -193,13 +194,14 @@ class Filters:
         """The keyword filters that are set, ``{name: values}``."""
         return {name: getattr(self, name) for name in KEYWORD_FILTERS if getattr(self, name) is not None}
 
-    def clauses(self) -> list[dict[str, Any]]:
-        """The engine filter clauses (see :func:`hybrid_search.search.bodies.filter_clauses`)."""
+    def clauses(self, schema: FieldSchema = DEFAULT_SCHEMA) -> list[dict[str, Any]]:
+        """The engine filter clauses on ``schema``'s fields (:func:`hybrid_search.search.bodies.filter_clauses`)."""
         return filter_clauses(
             keywords=self.keywords(),
             attributes=self.attributes,
             price_min=self.price_min,
             price_max=self.price_max,
+            schema=schema,
         )
 
     def as_dict(self) -> dict[str, Any]:

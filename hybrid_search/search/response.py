@@ -17,8 +17,9 @@ did), ``adaptive`` (True: the weights are the ones the adaptive model predicted 
 
 ``fields``: with ``search_display = "source"`` the stored ``id``, ``title``, ``brand``, ``category_path``,
 ``colour``, ``price``, ``currency`` and ``image_url``; with ``"docvalues"`` the same from doc values, with
-``categories`` instead of ``category_path`` and colours lowercased. ``timings`` may add ``display_ms`` (the
-``_mget`` of the page) and ``facets_took_ms``.
+``categories`` instead of ``category_path`` and colours lowercased. These keys are the same on every index:
+the index's :class:`~hybrid_search.catalog.schema.FieldSchema` says which of its fields fills each.
+``timings`` may add ``display_ms`` (the ``_mget`` of the page) and ``facets_took_ms``.
 
 ``explain`` (when asked for): for linear and RRF fusion, one entry per retriever with a non-empty list, where
 ``score == math.fsum(e["weighted"] for e in explain.values())`` (see :mod:`hybrid_search.ranking.fusion`); a document
@@ -35,7 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybrid_search.search.bodies import PRICE_RANGES
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
+from hybrid_search.search.bodies import PRICE_RANGES, facet_names
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,18 @@ def parse_total(response: Mapping[str, Any]) -> tuple[int, str]:
     return int(total or 0), "eq"
 
 
-def parse_facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
-    """The facet aggregations of :func:`hybrid_search.search.bodies.facet_aggs` as plain lists."""
+def parse_facets(
+    aggregations: Mapping[str, Any] | None, schema: FieldSchema = DEFAULT_SCHEMA
+) -> dict[str, list[dict[str, Any]]]:
+    """The facet aggregations of :func:`hybrid_search.search.bodies.facet_aggs` as plain lists: one per facet
+    the schema's index has (``price`` when it has a price field)."""
     aggregations = aggregations or {}
     facets: dict[str, list[dict[str, Any]]] = {}
-    for name in ("category", "brand", "colour"):
+    for name in facet_names(schema):
         buckets = aggregations.get(name, {}).get("buckets", [])
         facets[name] = [{"value": b["key"], "count": int(b["doc_count"])} for b in buckets]
+    if schema.price is None:
+        return facets
     bounds = {key: (low, high) for key, low, high in PRICE_RANGES}
     facets["price"] = [
         {

@@ -64,7 +64,12 @@ def retrieve_lists(
     query = plan.query
     requests: list[SearchRequest] = [
         retriever_request(
-            r, text=query.text, vector=vectors.vectors.get(r.name), window=query.window, filters=query.filters
+            r,
+            text=query.text,
+            vector=vectors.vectors.get(r.name),
+            window=query.window,
+            filters=query.filters,
+            schema=query.schema,
         )
         for r in plan.retrievers
     ]
@@ -76,6 +81,7 @@ def retrieve_lists(
                 vectors=vectors.vectors,
                 window=query.window,
                 filters=query.filters,
+                schema=query.schema,
             )
         )
     t = time.perf_counter()
@@ -89,7 +95,7 @@ def retrieve_lists(
         hits = response.get("hits", {}).get("hits", [])
         listed: list[Hit] = []
         for h in hits:
-            doc_id, shown = display_from_docvalues(h)
+            doc_id, shown = display_from_docvalues(h, query.schema)
             listed.append(Hit(doc_id, float(h["_score"])))
             fields.setdefault(doc_id, shown)
         lists[r.name] = listed
@@ -113,7 +119,7 @@ def _engine_ranked(engine: SearchEngine, index: str, plan: Plan, vectors: QueryV
     query = plan.query
     request = native_search_request(
         plan.retrievers, text=query.text, vectors=vectors.vectors, window=query.window, page=query.page,
-        size=query.size, filters=query.filters, facets=query.facets,
+        size=query.size, filters=query.filters, facets=query.facets, schema=query.schema,
     )  # fmt: skip
     t = time.perf_counter()
     response = engine.search(index, request)
@@ -121,7 +127,7 @@ def _engine_ranked(engine: SearchEngine, index: str, plan: Plan, vectors: QueryV
     ranked: list[Hit] = []
     fields: dict[str, dict[str, Any]] = {}
     for h in response.get("hits", {}).get("hits", []):
-        doc_id, shown = display_from_docvalues(h)
+        doc_id, shown = display_from_docvalues(h, query.schema)
         ranked.append(Hit(doc_id, float(h["_score"])))
         fields.setdefault(doc_id, shown)
     info = {

@@ -7,7 +7,9 @@
 module with one job that takes the previous stage's value and returns its own, and a query passes through each
 once. The service holds what outlives a query: the settings, the engine adapter, the encoders, the index's
 vector records (read once per index and kept for ``VECTOR_RECORDS_TTL_S``), its tuned configuration and models
-(read with the index's ``_meta``, which the engine adapter caches), and the display cache.
+(read with the index's ``_meta``, which the engine adapter caches), the field schema of the indices it searches
+(:class:`~hybrid_search.catalog.schema.FieldSchema`: which engine field serves each product role), and the
+display cache.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine import SearchEngine, create_engine
 from hybrid_search.engine.definition import vector_roles
 from hybrid_search.errors import ConfigurationError, ValidationError
@@ -79,7 +82,8 @@ class SearchService:
     """Hybrid product search over one engine; safe to share between threads.
 
     ``use_tuned=False``: ignore the index's tuned configuration, so what a query leaves unset always comes
-    from the settings (the evaluation runner compares fixed methods this way).
+    from the settings (the evaluation runner compares fixed methods this way). ``schema``: the field names of
+    the indices it searches (default: the layer's own index).
     """
 
     def __init__(
@@ -89,9 +93,11 @@ class SearchService:
         encoders: Mapping[str, Any],
         *,
         use_tuned: bool = True,
+        schema: FieldSchema = DEFAULT_SCHEMA,
     ) -> None:
         self.settings = settings
         self.use_tuned = use_tuned
+        self.schema = schema
         self.engine = engine
         self.encoders = dict(encoders)
         self._role_fields = {
@@ -119,13 +125,14 @@ class SearchService:
         """Run ``query`` on ``index`` (default: the settings' alias), one stage after the other."""
         started = time.perf_counter()
         index = index or self.settings.index_alias
-        structured = understand(query, self.settings, tuned=self.tuned(index))
+        structured = understand(query, self.settings, tuned=self.tuned(index), schema=self.schema)
         records = self.vector_records(index)
         planned = plan(structured, encoders=self.encoders, records=records, role_fields=self._role_fields)
         vectors = encode(planned, self.encoders, records, self.settings, index=index)
         retrieved = retrieve(self.engine, index, planned, vectors)
+        sources = self._sources(index)
         t = time.perf_counter()
-        ranking = rank(planned.ranking, retrieved.candidates, self._sources(index))
+        ranking = rank(planned.ranking, retrieved.candidates, sources)
         timings = {
             "encode": dict(vectors.per_role),
             "encode_ms": vectors.ms,
@@ -146,7 +153,7 @@ class SearchService:
         :meth:`search` returns, so offline tuning can try many fusion settings on one fetch per query.
         """
         index = index or self.settings.index_alias
-        structured = understand(query, self.settings, tuned=self.tuned(index))
+        structured = understand(query, self.settings, tuned=self.tuned(index), schema=self.schema)
         records = self.vector_records(index)
         planned = plan(structured, encoders=self.encoders, records=records, role_fields=self._role_fields)
         vectors = encode(planned, self.encoders, records, self.settings, index=index)
@@ -158,8 +165,13 @@ class SearchService:
         return RankingSources(
             adaptive_model=functools.partial(self.adaptive, index),
             learned_model=functools.partial(self._learned_model, index),
-            fetch_fields=functools.partial(self.engine.get_fields, index),
+            fetch_titles=functools.partial(self._titles, index),
         )
+
+    def _titles(self, index: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """The stored titles of ``ids`` in ``index`` (those it has)."""
+        title = self.schema.title
+        return {doc: fields.get(title) for doc, fields in self.engine.get_fields(index, ids, [title]).items()}
 
     # ---- configuration --------------------------------------------------------------------------------
 

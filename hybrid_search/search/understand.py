@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.search.query import ImageInput, SearchQuery, check_page
 from hybrid_search.settings import Settings
 
@@ -26,7 +27,8 @@ class StructuredQuery:
 
     ``filters``: the filter clauses every retriever applies; ``weights``: the query's own weights (None: it
     set none); ``default_weights``: each retriever's weight where the query sets none (the settings', then the
-    index's tuned weights); ``photo_kind_weight`` / ``photo_kind_neighbours``: the kind term of photo fusion.
+    index's tuned weights); ``photo_kind_weight`` / ``photo_kind_neighbours``: the kind term of photo fusion;
+    ``schema``: the index's field names, which every later stage's requests and hits read.
     """
 
     text: str | None
@@ -44,6 +46,7 @@ class StructuredQuery:
     window: int
     photo_kind_weight: float
     photo_kind_neighbours: int
+    schema: FieldSchema = DEFAULT_SCHEMA
 
 
 def default_weights(settings: Settings) -> dict[str, float]:
@@ -59,11 +62,18 @@ def default_weights(settings: Settings) -> dict[str, float]:
     }
 
 
-def understand(query: SearchQuery, settings: Settings, *, tuned: Mapping[str, Any]) -> StructuredQuery:
+def understand(
+    query: SearchQuery,
+    settings: Settings,
+    *,
+    tuned: Mapping[str, Any],
+    schema: FieldSchema = DEFAULT_SCHEMA,
+) -> StructuredQuery:
     """``query`` with each parameter it leaves unset taken from ``tuned``, else from ``settings``.
 
     ``tuned``: the index's checked tuned configuration (:meth:`hybrid_search.search.SearchService.tuned`,
     ``{}`` for none); its weights replace the settings' default weights of the retrievers they name.
+    ``schema``: the index's field roles; the filters become clauses on its fields.
     Raises :class:`hybrid_search.errors.ValidationError` (``page``) for a page beyond the rank window.
     """
     method = query.fusion or tuned.get("fusion") or settings.fusion_method
@@ -77,7 +87,7 @@ def understand(query: SearchQuery, settings: Settings, *, tuned: Mapping[str, An
     return StructuredQuery(
         text=query.text,
         image=query.image,
-        filters=tuple(query.filters.clauses()),
+        filters=tuple(query.filters.clauses(schema)),
         page=query.page,
         size=query.size,
         explain=query.explain,
@@ -90,6 +100,7 @@ def understand(query: SearchQuery, settings: Settings, *, tuned: Mapping[str, An
         window=window,
         photo_kind_weight=settings.photo_kind_weight,
         photo_kind_neighbours=settings.photo_kind_neighbours,
+        schema=schema,
     )
 
 

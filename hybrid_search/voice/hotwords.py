@@ -6,9 +6,9 @@
 
 faster-whisper's ``hotwords`` is a prompt of words the model is told to expect. It is built from the index: its
 category names, colours, the commonest last words of its product titles (what the products are: "hoodie",
-"bottle") and the most frequent title words, read with one size-0 aggregation request through the engine
-adapter (:func:`catalogue_vocabulary`). Without it a small model hears a catalogue word it does not expect as
-common words ("water bottle" as "Welcome, Otto").
+"bottle") and the most frequent title words, read with one size-0 aggregation request over the keyword fields
+of the index's field schema, through the engine adapter (:func:`catalogue_vocabulary`). Without it a small
+model hears a catalogue word it does not expect as common words ("water bottle" as "Welcome, Otto").
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine import SearchRequest
 
 if TYPE_CHECKING:
@@ -128,23 +129,29 @@ def title_nouns(titles: Mapping[str, int], limit: int) -> list[str]:
     return _top(counts, limit)
 
 
-def vocabulary_request(titles: int = 2000, categories: int = 100, colours: int = 40) -> SearchRequest:
-    """The size-0 aggregation request :func:`catalogue_vocabulary` sends (pure)."""
+def vocabulary_request(
+    titles: int = 2000, categories: int = 100, colours: int = 40, *, schema: FieldSchema = DEFAULT_SCHEMA
+) -> SearchRequest:
+    """The size-0 aggregation request :func:`catalogue_vocabulary` sends (pure): terms of the category, colour
+    and title keyword fields, those the index has."""
+    wanted = (
+        ("categories", schema.keyword_field("category"), categories),
+        ("colours", schema.keyword_field("colour"), colours),
+        ("titles", schema.keyword_field("title"), titles),
+    )
     return SearchRequest(
         size=0,
         source=False,
         track_total_hits=False,
-        aggs={
-            "categories": {"terms": {"field": "categories", "size": categories}},
-            "colours": {"terms": {"field": "colour.keyword", "size": colours}},
-            "titles": {"terms": {"field": "title.raw", "size": titles}},
-        },
+        aggs={name: {"terms": {"field": field, "size": size}} for name, field, size in wanted if field},
     )
 
 
-def catalogue_vocabulary(engine: SearchEngine, index: str, *, words: int = 40) -> Vocabulary:
+def catalogue_vocabulary(
+    engine: SearchEngine, index: str, *, words: int = 40, schema: FieldSchema = DEFAULT_SCHEMA
+) -> Vocabulary:
     """The index's category names, colours and ``words`` most frequent title words (one aggregation request)."""
-    response = engine.search(index, vocabulary_request())
+    response = engine.search(index, vocabulary_request(schema=schema))
     aggs = response.get("aggregations") or {}
 
     def keys(name: str) -> list[tuple[str, int]]:
@@ -159,24 +166,25 @@ def catalogue_vocabulary(engine: SearchEngine, index: str, *, words: int = 40) -
 
 
 class VocabularyCache:
-    """:func:`catalogue_vocabulary` per index, refreshed every :data:`VOCABULARY_TTL_S` seconds."""
+    """:func:`catalogue_vocabulary` per index and schema, refreshed every :data:`VOCABULARY_TTL_S` seconds."""
 
     def __init__(self, engine: SearchEngine, *, words: int, ttl_s: float = VOCABULARY_TTL_S) -> None:
         self.engine = engine
         self.words = words
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Vocabulary]] = {}
+        self._cache: dict[tuple[str, FieldSchema], tuple[float, Vocabulary]] = {}
         self._lock = threading.Lock()
 
-    def get(self, index: str) -> Vocabulary:
+    def get(self, index: str, *, schema: FieldSchema = DEFAULT_SCHEMA) -> Vocabulary:
+        """``index``'s vocabulary, read over ``schema``'s fields when it is not cached or is stale."""
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(index)
+            cached = self._cache.get((index, schema))
         if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
-        vocabulary = catalogue_vocabulary(self.engine, index, words=self.words)
+        vocabulary = catalogue_vocabulary(self.engine, index, words=self.words, schema=schema)
         with self._lock:
-            self._cache[index] = (now, vocabulary)
+            self._cache[(index, schema)] = (now, vocabulary)
         return vocabulary
 
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine import SearchRequest
 from hybrid_search.search.bodies import bm25_query
 from hybrid_search.voice.audio import decode_audio
@@ -40,12 +41,16 @@ if TYPE_CHECKING:
 CATALOGUE_WEIGHT = 2.0  # chosen with benchmarks/voice.py, for one model and for an ensemble (docs/voice.md)
 
 
-def catalogue_scores(engine: SearchEngine, index: str, texts: Sequence[str]) -> list[float]:
-    """The top BM25 score of each text on the index (0 when nothing matches): one ``_msearch``."""
+def catalogue_scores(
+    engine: SearchEngine, index: str, texts: Sequence[str], *, schema: FieldSchema = DEFAULT_SCHEMA
+) -> list[float]:
+    """The top BM25 score of each text on the index (0 when nothing matches), over ``schema``'s text fields:
+    one ``_msearch``."""
     if not texts:
         return []
     requests = [
-        SearchRequest(query=bm25_query(text), size=1, source=False, track_total_hits=False) for text in texts
+        SearchRequest(query=bm25_query(text, schema=schema), size=1, source=False, track_total_hits=False)
+        for text in texts
     ]
     scores = []
     for response in engine.msearch(index, requests):
@@ -128,11 +133,15 @@ class VoiceSearch:
         started = time.perf_counter()
         audio = decode_audio(data, max_seconds=self.max_seconds)
         decoded_ms = round((time.perf_counter() - started) * 1000, 3)
-        vocabulary = self.vocabulary.get(self.index) if biasing and self.vocabulary is not None else None
+        schema = self.service.schema
+        vocabulary = None
+        if biasing and self.vocabulary is not None:
+            vocabulary = self.vocabulary.get(self.index, schema=schema)
         transcript = self.recogniser.transcribe(audio, vocabulary=vocabulary)
         if len(transcript.alternatives) > 1:
             texts = [a.text for a in transcript.alternatives]
-            transcript = choose_transcript(transcript, catalogue_scores(self.engine, self.index, texts))
+            scores = catalogue_scores(self.engine, self.index, texts, schema=schema)
+            transcript = choose_transcript(transcript, scores)
         return dataclasses.replace(transcript, timings={**transcript.timings, "audio_decode_ms": decoded_ms})
 
     def search(self, data: bytes, query: SearchQuery, *, biasing: bool = True) -> VoiceResult:

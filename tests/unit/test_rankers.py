@@ -79,7 +79,7 @@ class Sources:
     def __init__(self, adaptive: AdaptiveFusion | None = None, learned: LearnedFusion | None = None) -> None:
         self.adaptive, self.learned = adaptive, learned
         self.reads: list[str] = []
-        self.fetched: list[tuple[list[str], list[str]]] = []
+        self.fetched: list[list[str]] = []
 
     def sources(self) -> RankingSources:
         return RankingSources(self._adaptive, self._learned, self._fetch)
@@ -94,9 +94,9 @@ class Sources:
             raise ValidationError("no learned model", field="fusion")
         return self.learned
 
-    def _fetch(self, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
-        self.fetched.append((sorted(ids), list(fields)))
-        return {doc: {"title": f"stored title {doc}"} for doc in ids}
+    def _fetch(self, ids: Sequence[str]) -> dict[str, str | None]:
+        self.fetched.append(sorted(ids))
+        return {doc: f"stored title {doc}" for doc in ids}
 
 
 def learned_model() -> LearnedFusion:
@@ -227,7 +227,7 @@ def test_learned_ranks_text_and_reads_only_the_titles_doc_values_cut_short() -> 
     }
     ranker = LearnedRanker(recorder._learned, recorder._fetch, LinearRanker("minmax", 60))
     ranking = ranker.rank(candidates(fields=fields))
-    assert recorder.reads == ["learned"] and recorder.fetched == [(["b", "c"], ["title"])]
+    assert recorder.reads == ["learned"] and recorder.fetched == [["b", "c"]]
     titles = {"a": "red coat", "b": "stored title b", "c": "stored title c", "d": "x"}
     assert ranking.hits == learned_model().fuse("red coat", LISTS, titles, limit=10)
     assert ranking.method == "learned" and ranking.learned is True and ranking.normaliser is None

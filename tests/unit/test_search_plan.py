@@ -9,8 +9,6 @@ import pytest
 from hybrid_search.engine.dialects import elasticsearch_search_body, opensearch_search_body
 from hybrid_search.errors import ValidationError
 from hybrid_search.search.bodies import (
-    BM25_FIELDS,
-    DISPLAY_DOCVALUES,
     Retriever,
     facet_aggs,
     facets_request,
@@ -37,11 +35,24 @@ FILTERS = [{"term": {"categories": "Jackets"}}, {"range": {"price": {"lte": 80.0
 DOCVALUES = {
     "_source": False,
     "stored_fields": "_none_",
-    "docvalue_fields": list(DISPLAY_DOCVALUES.values()),
+    "docvalue_fields": [
+        "id",
+        "title.raw",
+        "brand.keyword",
+        "categories",
+        "colour.keyword",
+        "price",
+        "currency",
+        "image_url",
+    ],
     "seq_no_primary_term": True,  # each hit's stored revision, for the display cache
 }
+BM25_FIELDS = [
+    "title^3", "title.cjk^2", "brand^2", "category_path^1.5", "colour^1.5", "material", "attributes_text",
+    "description", "description.cjk",
+]  # fmt: skip
 MULTI_MATCH = {
-    "multi_match": {"query": "red coat", "fields": list(BM25_FIELDS), "type": "most_fields", "operator": "or"}
+    "multi_match": {"query": "red coat", "fields": BM25_FIELDS, "type": "most_fields", "operator": "or"}
 }
 
 

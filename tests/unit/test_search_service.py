@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hybrid_search.catalog.schema import FieldSchema
 from hybrid_search.engine.dialects import opensearch_search_body
 from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import EncoderMismatchError, ValidationError
 from hybrid_search.search import Filters, SearchQuery, SearchService
-from hybrid_search.search.bodies import DISPLAY_FIELDS
 from hybrid_search.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit
+
+DISPLAY_FIELDS = ["id", "title", "brand", "category_path", "colour", "price", "currency", "image_url"]
 
 
 class FakeEncoder:
@@ -156,12 +158,58 @@ def test_client_side_fusion_is_one_msearch_with_a_facet_request(settings: Settin
     assert set(response.retrievers) == {"bm25", "text_knn"}
     assert response.retrievers["bm25"]["hits"] == 50
     assert {"encode_ms", "engine_ms", "fusion_ms", "total_ms"} <= set(response.timings)
-    assert engine.calls[1][1] == [{"ids": [h.id for h in response.hits], "fields": list(DISPLAY_FIELDS)}]
+    assert engine.calls[1][1] == [{"ids": [h.id for h in response.hits], "fields": DISPLAY_FIELDS}]
     assert response.hits[0].fields == {
         "id": "b000", "title": "Title b000", "brand": None, "category_path": None, "colour": ["Red"],
         "price": None, "currency": None, "image_url": None,
     }  # fmt: skip
     assert "display_ms" in response.timings
+
+
+class ShopEngine(FakeEngine):
+    """The same answers under a shop's field names (``sku``, ``name``, ``colours``, ``price_usd``)."""
+
+    def _answer(self, request: SearchRequest) -> dict[str, Any]:
+        answer = super()._answer(request)
+        for hit in answer["hits"]["hits"]:
+            doc = hit["fields"]["id"][0]
+            hit["fields"] = {"sku": [doc], "name": [f"name {doc}"], "price_usd": [9.5]}
+        return answer
+
+    def get_fields(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        self.calls.append(("mget", [{"ids": list(ids), "fields": list(fields)}]))
+        return {d: {"sku": d, "name": f"Name {d}", "colours": ["Red"], "price_usd": 9.5} for d in ids}
+
+
+SHOP = FieldSchema(id="sku", title="name", colour="colours", price="price_usd", image="picture")
+
+
+@pytest.mark.parametrize("display", ["source", "docvalues"])
+def test_a_shop_schema_is_searched_by_its_names_and_shown_by_role(display: str) -> None:
+    settings = load_settings(fusion_rank_window=50, search_display=display)
+    engine = ShopEngine(RECORDS, LISTS)
+    svc = SearchService(settings, engine, encoders(), schema=SHOP)  # type: ignore[arg-type]
+    response = svc.search(SearchQuery(text="red coat", size=3, filters=Filters(colour="red", price_max=20)))
+    bm25, knn, facets = engine.calls[0][1]
+    assert bm25["query"]["bool"]["should"][0]["multi_match"]["fields"] == ["name^3", "colours^1.5"]
+    shop_filters = [{"term": {"colours": "red"}}, {"range": {"price_usd": {"lte": 20.0}}}]
+    assert bm25["query"]["bool"]["filter"] == shop_filters
+    assert knn["docvalue_fields"] == ["sku", "name", "colours", "price_usd", "picture"]
+    assert set(facets["aggs"]) == {"colour", "price"}
+    assert facets["aggs"]["price"]["range"]["field"] == "price_usd"
+    assert response.facets is not None and set(response.facets) == {"colour", "price"}
+    if display == "source":
+        assert engine.calls[1][1][0]["fields"] == ["sku", "name", "colours", "price_usd", "picture"]
+        assert response.hits[0].fields == {
+            "id": "b000", "title": "Name b000", "brand": None, "category_path": None, "colour": ["Red"],
+            "price": 9.5, "currency": None, "image_url": None,
+        }  # fmt: skip
+    else:
+        assert [kind for kind, _ in engine.calls] == ["msearch"]
+        assert response.hits[0].fields == {
+            "id": "b000", "title": "name b000", "brand": None, "categories": [], "colour": [], "price": 9.5,
+            "currency": None, "image_url": None,
+        }  # fmt: skip
 
 
 def test_docvalue_display_is_one_round_trip() -> None:
