@@ -207,6 +207,27 @@ def hit_revision(hit: Mapping[str, Any]) -> Revision | None:
     return index, seq_no, term
 
 
+_DOCVALUE_SOURCES: dict[int, tuple[FieldSchema, tuple[tuple[str, str | None, bool], ...]]] = {}
+
+
+def _docvalue_sources(schema: FieldSchema) -> tuple[tuple[str, str | None, bool], ...]:
+    """``(display key, keyword field or None, multi-valued)`` per :data:`DOCVALUE_ROLES` entry.
+
+    Every hit of every retriever list is parsed with it, so it is worked out once per schema object (keyed by
+    identity: hashing a schema costs more than the lookups it saves; the entry keeps its schema alive).
+    """
+    cached = _DOCVALUE_SOURCES.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    sources = tuple(
+        (name, schema.keyword_field(role), name in MULTI_VALUED_DISPLAY)
+        for name, role in DOCVALUE_ROLES.items()
+    )
+    if len(_DOCVALUE_SOURCES) < 64:  # a process serves a handful of schemas; never grow without bound
+        _DOCVALUE_SOURCES[id(schema)] = (schema, sources)
+    return sources
+
+
 def display_from_docvalues(
     hit: Mapping[str, Any], schema: FieldSchema = DEFAULT_SCHEMA
 ) -> tuple[str, dict[str, Any]]:
@@ -218,10 +239,9 @@ def display_from_docvalues(
     """
     values = hit.get("fields") or {}
     fields: dict[str, Any] = {}
-    for name, role in DOCVALUE_ROLES.items():
-        source = schema.keyword_field(role)
+    for name, source, multi in _docvalue_sources(schema):
         found = values.get(source) if source is not None else None
-        if name in MULTI_VALUED_DISPLAY:
+        if multi:
             fields[name] = list(found or [])
         else:
             fields[name] = found[0] if found else None
