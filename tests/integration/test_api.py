@@ -59,7 +59,13 @@ def refused(response: httpx.Response, status: int, field: str | None = None) -> 
 
 
 def test_health_reports_every_dependency_up(http: httpx.Client, api: Shared) -> None:
-    response = http.get("/health")
+    # the workers check is a Celery inspect ping with a 2 s timeout: on a loaded 2-core machine one ping can go
+    # unanswered, so ask up to three times (every answer must still be 200 with everything up in the end)
+    for _ in range(3):
+        response = http.get("/health")
+        if response.status_code == 200:
+            break
+        time.sleep(2.0)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ok"
