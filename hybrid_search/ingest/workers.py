@@ -190,7 +190,14 @@ def celery_worker_argv(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The ``celery worker`` arguments of an ingestion worker: one prefetched task per process (with late
-    acknowledgement, a killed process's batch is redelivered), no gossip or mingle between workers."""
+    acknowledgement, a killed process's batch is redelivered), no gossip or mingle between workers.
+
+    Unless ``extra`` names the node (``-n``/``--hostname``), it is ``ingest-<pid>@<host>``: unique on its host.
+    Celery's default (``celery@<host>``) is the same for every worker of a host, and the replies of a remote
+    control broadcast are keyed by node name, so one worker's reply would hide another's (``/health`` would
+    then miss the worker that consumes its queue).
+    """
+    named = any(a in ("-n", "--hostname") or a.startswith(("-n", "--hostname=")) for a in extra)
     return [
         "worker",
         f"--concurrency={concurrency or settings.worker_concurrency}",
@@ -199,6 +206,7 @@ def celery_worker_argv(
         "--prefetch-multiplier=1",
         "--without-gossip",
         "--without-mingle",
+        *([] if named else [f"--hostname=ingest-{os.getpid()}@%h"]),
         *extra,
     ]
 

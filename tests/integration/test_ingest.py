@@ -213,3 +213,23 @@ def test_reindex_fills_a_new_version_and_swaps_the_alias(
 def write_jsonl_records(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def test_workers_started_without_a_name_answer_each_for_their_own_queue(tmp_path: Path) -> None:
+    """Two workers on one host, neither given a node name: each gets one of its own, so a remote control
+    broadcast (what ``/health`` asks) hears both, and each for its own queue (with Celery's shared default
+    name, one reply replaced the other and ``/health`` missed a worker that was consuming)."""
+    from hybrid_search.ingest.workers import start_worker, stop_worker, workers_on_queue
+
+    queues = [f"test-names-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    started = []
+    try:
+        for queue in queues:
+            env = {**os.environ, "HYBRID_SEARCH_INGEST_QUEUE": queue}
+            started.append(start_worker(tmp_path / f"{queue}.log", env=env))
+        names = [workers_on_queue(load_settings(ingest_queue=queue), timeout_s=5.0) for queue in queues]
+    finally:
+        for worker in started:
+            stop_worker(worker)
+    assert [len(n) for n in names] == [1, 1], names
+    assert names[0] != names[1] and all(n[0].startswith("ingest-") for n in names), names

@@ -4,6 +4,7 @@ worker`` arguments; and the two small pure pieces of following a job and saving 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,9 +76,11 @@ def test_celery_worker_arguments_default_to_the_settings() -> None:
     settings = load_settings(worker_concurrency=3, ingest_queue="products-q")
     assert celery_worker_argv(settings) == [
         "worker", "--concurrency=3", "--queues=products-q", "--loglevel=info", "--prefetch-multiplier=1",
-        "--without-gossip", "--without-mingle",
+        "--without-gossip", "--without-mingle", f"--hostname=ingest-{os.getpid()}@%h",
     ]  # fmt: skip
+    # a node name given is kept, and no other is added
     given = celery_worker_argv(settings, concurrency=1, queues="a,b", loglevel="debug", extra=["-n", "x@%h"])
+    assert not any(a.startswith("--hostname") for a in given)
     assert given[1:4] == ["--concurrency=1", "--queues=a,b", "--loglevel=debug"] and given[-2:] == [
         "-n",
         "x@%h",
