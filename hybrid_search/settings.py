@@ -223,6 +223,23 @@ class Settings(BaseSettings):
         description="Extra folders local photo paths may be read from (JSON list); the catalogue's own folder is always allowed.",
     )
 
+    # --- attached indices (a shop's own index) ----------------------------------------------------------
+    attach_scan_page_size: int = Field(
+        1000,
+        ge=10,
+        le=10_000,
+        description="Documents per page when `backfill` and `sync` scan an attached index (point in time + search_after).",
+    )
+    attach_sync_overlap_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="Seconds before the last sync's newest `updated_at` that the next sync reads again (clock skew).",
+    )
+    attach_sync_interval_s: float = Field(
+        30.0, gt=0, le=86_400, description="Seconds between two syncs of `hybrid-search sync --follow`."
+    )
+
     # --- HTTP API and voice ---------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="Address `hybrid-search serve` and `run` listen on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API and the search page.")

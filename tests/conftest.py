@@ -10,37 +10,19 @@ The ``engine`` fixture runs every test that uses it once per engine (one adapter
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from engine_support import ENGINES, ES_URL_VARIABLE, elasticsearch_url, engine_settings, in_ci
 
 from hybrid_search.engine import SearchEngine, create_engine
 from hybrid_search.errors import HybridSearchError
 from hybrid_search.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINES = ("opensearch", "elasticsearch")
-ES_URL_VARIABLE = "HYBRID_SEARCH_TEST_ES_URL"
-DEFAULT_ES_URL = "http://127.0.0.1:9400"
-
-
-def elasticsearch_url() -> str:
-    return os.environ.get(ES_URL_VARIABLE, DEFAULT_ES_URL).rstrip("/")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def engine_settings(kind: str) -> Settings:
-    """Settings whose engine is ``kind``: OpenSearch from the environment, Elasticsearch at its test URL."""
-    if kind == "elasticsearch":
-        return load_settings(engine="elasticsearch", engine_url=elasticsearch_url())
-    return load_settings(engine="opensearch")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

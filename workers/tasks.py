@@ -1,7 +1,9 @@
 """Thin tasks: deserialize, call library code, record the outcome, retry on transient failures.
 
-The work itself is :class:`hybrid_search.ingest.pipeline.Ingestor`; each worker process builds one (and so loads
-each model once) on its first task.
+The work itself is :class:`hybrid_search.ingest.pipeline.Ingestor` (``ingest_batch``: catalogue products into
+the own index) and :class:`hybrid_search.ingest.attached.AttachedIngestor` (``embed_attached``: ids of a shop's
+attached index, whose ``hs_`` fields it writes conditionally); each worker process builds them (and so loads
+each model once, for both) on its first task. Both tasks behave alike below.
 
 Delivery is at least once (late acknowledgement; a batch whose worker died is delivered again), and running a
 batch twice changes nothing: products are upserted by id and :meth:`Tracker.finish_batch` counts a batch once.
@@ -29,8 +31,9 @@ from celery.utils.time import get_exponential_backoff_interval
 from hybrid_search.encoders.roles import configured_encoders
 from hybrid_search.engine import create_engine
 from hybrid_search.errors import EngineUnavailableError
+from hybrid_search.ingest.attached import AttachedIngestor, AttachedReport, NotAttachedError, given_up
 from hybrid_search.ingest.pipeline import BatchReport, Ingestor
-from hybrid_search.ingest.queue import INGEST_TASK, retry_backoff_max
+from hybrid_search.ingest.queue import EMBED_ATTACHED_TASK, INGEST_TASK, retry_backoff_max
 from hybrid_search.ingest.tracking import Tracker, connect
 from hybrid_search.ingest.workers import apply_worker_threads
 from hybrid_search.settings import get_settings
@@ -49,6 +52,44 @@ def _context() -> tuple[Ingestor, Tracker]:
     encoders = configured_encoders(settings)
     tracker = Tracker(connect(settings.redis_url, retry_for_s=REDIS_RETRY_S))
     return Ingestor(settings, create_engine(settings), encoders), tracker
+
+
+@functools.cache
+def _attached() -> AttachedIngestor:
+    """The attached-index ingestor of this process: the own ingestor's engine client and encoders (one set of
+    models per process)."""
+    ingestor, _tracker = _context()
+    return AttachedIngestor(ingestor.settings, ingestor.engine, ingestor.encoders)
+
+
+def _backoff(retries: int) -> int:
+    return int(
+        get_exponential_backoff_interval(
+            RETRY_BACKOFF_FACTOR, retries, retry_backoff_max(get_settings()), full_jitter=True
+        )
+    )
+
+
+def _record(
+    tracker: Tracker,
+    job: str,
+    batch: int,
+    index: str,
+    summary: dict[str, Any],
+    failed: Sequence[dict[str, Any]],
+) -> None:
+    """Count the batch in the job, once; Redis still away after REDIS_RETRY_S: back on the queue (or, if that
+    fails too, delivered again after the visibility timeout); what was written is written, so the next run only
+    counts the batch."""
+    try:
+        counted = tracker.finish_batch(job, batch, summary, alias=index, failed=failed)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("job %s batch %d: cannot record it in Redis (%s); requeued", job, batch, exc)
+        raise Reject(exc, requeue=True) from None
+    if counted:
+        log.info("job %s batch %d: %s", job, batch, summary)
+    else:
+        log.warning("job %s batch %d was delivered again: already counted, nothing counted twice", job, batch)
 
 
 def _given_up(records: Sequence[dict[str, Any]], sources: Sequence[str], why: str) -> BatchReport:
@@ -89,23 +130,41 @@ def ingest_batch(
     except EngineUnavailableError as exc:
         retries = int(self.request.retries)
         if retries < self.max_retries:
-            countdown = get_exponential_backoff_interval(
-                RETRY_BACKOFF_FACTOR, retries, retry_backoff_max(get_settings()), full_jitter=True
-            )
+            countdown = _backoff(retries)
             log.warning("job %s batch %d: %s; retry %d in %ds", job, batch, exc, retries + 1, countdown)
             raise self.retry(exc=exc, countdown=countdown) from None
         why = f"not indexed: the engine was unavailable through {retries} retries ({exc}); ingest it again"
         log.error("job %s batch %d: %s", job, batch, why)
         report = _given_up(records, sources, why)
+    _record(tracker, job, batch, index, report.summary(), report.failed)
+    return report.summary()
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    bind=True,
+    name=EMBED_ATTACHED_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=get_settings().ingest_max_retries,
+)
+def embed_attached(self: Any, job: str, batch: int, index: str, ids: list[str]) -> dict[str, int]:
+    """Embed the stale documents among ``ids`` of the attached ``index`` (:class:`AttachedIngestor`)."""
+    _ingestor, tracker = _context()
+    log.info("job %s batch %d: started, %d ids of %s, attempt %d", job, batch, len(ids), index,
+             self.request.retries + 1)  # fmt: skip
+    report: AttachedReport
     try:
-        counted = tracker.finish_batch(job, batch, report.summary(), alias=index, failed=report.failed)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        # Redis is still away after REDIS_RETRY_S: back on the queue (or, if that fails too, delivered again
-        # after the visibility timeout); the products are written, so the next run only counts the batch
-        log.warning("job %s batch %d: cannot record it in Redis (%s); requeued", job, batch, exc)
-        raise Reject(exc, requeue=True) from None
-    if counted:
-        log.info("job %s batch %d: %s", job, batch, report.summary())
-    else:
-        log.warning("job %s batch %d was delivered again: already counted, nothing counted twice", job, batch)
+        report = _attached().embed_index(index, ids)
+    except NotAttachedError as exc:
+        report = given_up(index, ids, f"not embedded: {exc}")
+    except EngineUnavailableError as exc:
+        retries = int(self.request.retries)
+        if retries < self.max_retries:
+            countdown = _backoff(retries)
+            log.warning("job %s batch %d: %s; retry %d in %ds", job, batch, exc, retries + 1, countdown)
+            raise self.retry(exc=exc, countdown=countdown) from None
+        why = f"not embedded: the engine was unavailable through {retries} retries ({exc}); sync it again"
+        log.error("job %s batch %d: %s", job, batch, why)
+        report = given_up(index, ids, why)
+    _record(tracker, job, batch, index, report.summary(), report.dead_letters())
     return report.summary()

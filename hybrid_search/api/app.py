@@ -22,6 +22,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from hybrid_search.api.attached import CHANGED_PATH
+from hybrid_search.api.attached import router as attached_router
 from hybrid_search.api.errors import error_body, install_error_handlers
 from hybrid_search.api.limits import BodySizeLimit
 from hybrid_search.api.routes import STATIC, router
@@ -35,7 +37,26 @@ BODY_TYPES = {
     "/products": "application/json",
     "/search/image": "multipart/form-data",
     "/search/voice": "multipart/form-data",
+    CHANGED_PATH: "application/json",
 }
+
+
+def body_type(path: str) -> str | None:
+    """The content type a POST to ``path`` must have: :data:`BODY_TYPES`, whose keys may hold ``{param}``
+    segments (one path segment each)."""
+    if path in BODY_TYPES:
+        return BODY_TYPES[path]
+    parts = path.split("/")
+    for template, kind in BODY_TYPES.items():
+        pattern = template.split("/")
+        if "{" not in template or len(pattern) != len(parts):
+            continue
+        if all(
+            p == q or (p.startswith("{") and p.endswith("}") and q)
+            for p, q in zip(pattern, parts, strict=True)
+        ):
+            return kind
+    return None
 
 
 def create_app(
@@ -65,7 +86,7 @@ def create_app(
 
     @app.middleware("http")
     async def content_type(request: Any, call_next: Any) -> Any:
-        expected = BODY_TYPES.get(request.url.path) if request.method == "POST" else None
+        expected = body_type(request.url.path) if request.method == "POST" else None
         if expected is not None:
             given = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if given != expected:
@@ -77,8 +98,9 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_request_bytes)
     install_security(app, resolved)  # outside the size limit: key checks and CORS come first
     app.include_router(router)
+    app.include_router(attached_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-__all__ = ["BODY_TYPES", "create_app"]
+__all__ = ["BODY_TYPES", "body_type", "create_app"]

@@ -189,7 +189,7 @@ def facets(services: ServicesDep) -> dict[str, Any]:
     from hybrid_search.search.bodies import facet_aggs
     from hybrid_search.search.response import parse_facets, parse_total
 
-    schema = services.search.schema
+    schema = services.search.schema_of(services.settings.index_alias)  # an attached shop index: its names
     response = services.engine.search(
         services.settings.index_alias, SearchRequest(size=0, aggs=facet_aggs(schema=schema), source=False)
     )
@@ -203,21 +203,43 @@ def facets(services: ServicesDep) -> dict[str, Any]:
     tags=["products"],
 )
 def product_image(product_id: str, services: ServicesDep) -> Response:
-    """A product's main photo (a local catalogue file from an allowed folder, or a redirect to its URL)."""
+    """A product's main photo (a local catalogue file from an allowed folder, or a redirect to its URL).
+
+    On an attached shop index the product is named by the shop's id and its photo is located by the attachment's
+    image source: a path under its ``images.root`` (read with the same checks as the own catalogue's photos), or
+    a redirect to the ``url_base`` URL or the absolute URL the shop stores.
+    """
+    from hybrid_search.catalog.attachment import image_ref
     from hybrid_search.media.images import sniff_format
     from hybrid_search.media.photos import read_photo
 
     settings = services.settings
     if not product_id or len(product_id) > 512:
         raise NotFoundError("no such product", field="product_id")
+    profile = services.search.profile(settings.index_alias)
     doc = services.engine.get_document(settings.index_alias, product_id)
-    image = services.search.schema.image
-    ref = (doc or {}).get(image) if image is not None else None
+    attachment = profile.attachment
+    roots = list(settings.image_roots)
+    if attachment is None:
+        image = profile.schema.image
+        ref = (doc or {}).get(image) if image is not None else None
+    else:
+        id_field = attachment.schema.keyword_field("id")
+        if doc is None and id_field is not None:  # the shop's id is not its _id
+            from hybrid_search.engine import SearchRequest
+
+            found = services.engine.search(
+                settings.index_alias, SearchRequest(filter=[{"term": {id_field: product_id}}], size=1)
+            )
+            doc = next((h.get("_source") for h in found.get("hits", {}).get("hits", [])), None)
+        ref = image_ref(doc, attachment.schema, attachment.images) if doc is not None else None
+        if attachment.images.root is not None:
+            roots.insert(0, attachment.images.root)
     if not isinstance(ref, str) or not ref:
         raise NotFoundError(f"product {product_id!r} has no photo" if doc else f"no product {product_id!r}")
     if ref.lower().startswith(("http://", "https://")):
         return RedirectResponse(ref, status_code=307)
-    for root in settings.image_roots:
+    for root in roots:
         try:
             data = read_photo(ref, base_dir=root, settings=settings)
         except ValidationError:

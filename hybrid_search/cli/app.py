@@ -4,7 +4,9 @@ library and prints.
 
     stack      stack up | down | status               (:mod:`.stack`)
     index      index create | swap | list | delete     (:mod:`.index`)
+    attach     attach plan | apply | detach | reindex  (:mod:`.attach`)
     ingest     ingest, reindex, dead-letters, convert, workers   (:mod:`.ingest`)
+    sync       backfill, sync (a shop's attached index)        (:mod:`.sync`)
     search     search, serve, run, demo                (:mod:`.search`)
     evaluate   eval, tune, untune, finetune            (:mod:`.evaluate`)
     health     health                                  (:mod:`.health`)
@@ -18,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from hybrid_search.cli import evaluate, health, index, ingest, search, stack
+from hybrid_search.cli import attach, evaluate, health, index, ingest, search, stack, sync
 from hybrid_search.cli.common import err
 from hybrid_search.errors import HybridSearchError
 
@@ -30,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(index.app, name="index")
+app.add_typer(attach.app, name="attach")
 
 
 @app.callback()
@@ -47,7 +50,7 @@ def _main(
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-for module in (ingest, search, evaluate, health):
+for module in (ingest, sync, search, evaluate, health):
     module.register(app)
 
 

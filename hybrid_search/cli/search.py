@@ -44,7 +44,12 @@ def search(
     facets: Annotated[
         bool, typer.Option("--facets/--no-facets", help="Compute facets and the total.")
     ] = True,
-    index: Annotated[str | None, typer.Option(help="Index or alias (default: the alias).")] = None,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            help="Index or alias (default: the alias); an attached shop index is searched by its attachment."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hybrid search: BM25 + kNN (text, photo, colour, fused, CLIP), fused into one ranking."""

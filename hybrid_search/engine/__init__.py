@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hybrid_search.engine.base import BulkResult, ClusterHealth, SearchEngine
+from hybrid_search.engine.base import (
+    BulkResult,
+    ClusterHealth,
+    ConditionalResult,
+    ConditionalUpdate,
+    IndexState,
+    SearchEngine,
+    VersionedDoc,
+)
 from hybrid_search.engine.definition import (
     EncoderRef,
     HnswParams,
@@ -58,13 +66,17 @@ def definition_from_settings(
 __all__ = [
     "BulkResult",
     "ClusterHealth",
+    "ConditionalResult",
+    "ConditionalUpdate",
     "EncoderRef",
     "HnswParams",
     "IndexDefinition",
+    "IndexState",
     "KnnClause",
     "SearchEngine",
     "SearchRequest",
     "VectorField",
+    "VersionedDoc",
     "create_engine",
     "definition_from_settings",
     "load_definition",

@@ -20,6 +20,7 @@ from typing import Any
 from hybrid_search.engine.definition import (
     META_KEY,
     EncoderRef,
+    HnswParams,
     IndexDefinition,
     check_vector_sources,
     parse_version,
@@ -28,11 +29,20 @@ from hybrid_search.engine.definition import (
     versioned_name,
 )
 from hybrid_search.engine.request import SearchRequest
-from hybrid_search.errors import EngineError, EngineRequestError, IndexNotFoundError, ValidationError
+from hybrid_search.errors import (
+    EngineError,
+    EngineRequestError,
+    EngineUnavailableError,
+    IndexNotFoundError,
+    ValidationError,
+)
 
 log = logging.getLogger(__name__)
 
 TUNED_KEY = "tuned"  # _meta.hybrid_search.tuned: the search configuration `hybrid-search tune` saved
+ATTACHED_KEY = (
+    "attached"  # _meta.hybrid_search.attached: the attachment of a shop's index (catalog.attachment)
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,65 @@ class BulkResult:
     @property
     def failed(self) -> int:
         return len(self.errors)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What the layer needs to know about an existing index (a shop's own) before it touches it.
+
+    ``name`` is the concrete index (behind ``aliases`` when the caller named an alias); ``properties`` and
+    ``meta`` are its mapping's, whole; ``dynamic`` the mapping's ``dynamic`` as the engine spells it
+    (``"strict"``, ``"true"``, ``"false"``, ``"runtime"``; None when unset); ``knn_setting`` OpenSearch's
+    ``index.knn`` (approximate kNN fields need it; Elasticsearch: always True); ``documents`` the number of
+    top-level documents.
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    properties: dict[str, Any]
+    meta: dict[str, Any]
+    dynamic: str | None
+    source_enabled: bool
+    source_includes: tuple[str, ...]
+    source_excludes: tuple[str, ...]
+    knn_setting: bool
+    documents: int
+    engine: str
+
+
+@dataclass(frozen=True)
+class VersionedDoc:
+    """A document as read, with the sequence number and primary term that a conditional write names."""
+
+    id: str
+    source: dict[str, Any]
+    seq_no: int
+    primary_term: int
+
+
+@dataclass(frozen=True)
+class ConditionalUpdate:
+    """A partial update (``doc``) that applies only while the document is still at ``seq_no``/``primary_term``."""
+
+    id: str
+    seq_no: int
+    primary_term: int
+    doc: Mapping[str, Any]
+
+
+@dataclass
+class ConditionalResult:
+    """Outcome of :meth:`SearchEngine.update_if_unchanged`.
+
+    ``written``: updated (or already equal); ``conflicts``: changed since it was read (HTTP 409: read it again);
+    ``missing``: deleted since (HTTP 404, never re-created); ``errors``: the rest, each ``{"id", "status",
+    "kind", "reason"}`` with ``kind`` ``mapping``, ``transient`` (429/502/503/504: retry later) or ``other``.
+    """
+
+    written: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 MAX_REASON = 500  # characters of an engine's error reason kept in a message
@@ -93,6 +162,15 @@ def _error_reason(error: Mapping[str, Any] | str | None) -> str:
     if isinstance(error, Mapping):
         reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
         cause = error.get("caused_by")
+        roots = error.get("root_cause")
+        first = roots[0] if isinstance(roots, list) and roots else None
+        # "all shards failed" says nothing by itself: the first shard's own error does
+        if (
+            not isinstance(cause, Mapping)
+            and isinstance(first, Mapping)
+            and (first.get("type"), first.get("reason")) != (error.get("type"), error.get("reason"))
+        ):
+            cause = first
         if isinstance(cause, Mapping):
             reason += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
         return reason
@@ -152,8 +230,12 @@ class SearchEngine(abc.ABC):
     def _update_aliases(self, body: dict[str, Any]) -> None: ...
 
     @abc.abstractmethod
+    def _put_mapping(self, index: str, body: dict[str, Any]) -> None:
+        """``PUT <index>/_mapping`` with ``body`` (``properties`` and/or ``_meta``)."""
+
     def _put_meta(self, index: str, meta: dict[str, Any]) -> None:
         """Replace the ``_meta`` of one concrete index's mapping with ``meta`` (both engines replace it whole)."""
+        self._put_mapping(index, {"_meta": meta})
 
     @abc.abstractmethod
     def _bulk(
@@ -183,8 +265,31 @@ class SearchEngine(abc.ABC):
     def _delete_docs(self, index: str, ids: Sequence[str], refresh: bool) -> int: ...
 
     @abc.abstractmethod
-    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
-        """The ``docs`` of an ``_mget`` limited to ``fields`` of ``_source``."""
+    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str] | None) -> list[dict[str, Any]]:
+        """The ``docs`` of an ``_mget`` limited to ``fields`` of ``_source`` (None: the whole source); each
+        found doc carries ``_seq_no`` and ``_primary_term`` (both engines, measured on OpenSearch 2.19 and
+        Elasticsearch 8.19)."""
+
+    @abc.abstractmethod
+    def _open_pit(self, index: str, keep_alive: str) -> str: ...
+
+    @abc.abstractmethod
+    def _close_pit(self, pit_id: str) -> None:
+        """Close a point in time; one that expired or was closed already is no error."""
+
+    @abc.abstractmethod
+    def _search_pit(self, pit_id: str, body: dict[str, Any], keep_alive: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _update_by_query(self, index: str, body: dict[str, Any], refresh: bool) -> dict[str, Any]:
+        """``POST <index>/_update_by_query?conflicts=proceed&wait_for_completion=true``: the response."""
+
+    @abc.abstractmethod
+    def _reindex(self, body: dict[str, Any], wait: bool) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _render_template(self, template_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``POST _render/template {"id", "params"}``: the response (``template_output``)."""
 
     @abc.abstractmethod
     def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
@@ -292,18 +397,86 @@ class SearchEngine(abc.ABC):
             self._meta_cache[index_or_alias] = (concrete, records, now + self.RESOLVE_TTL_S, meta)
         return concrete, records, meta
 
+    def _cached_meta(self, index_or_alias: str) -> dict[str, Any]:
+        """The index's whole ``_meta``, from the cache when fresh (the same entry as the vector records)."""
+        now = time.monotonic()
+        with self._meta_lock:
+            hit = self._meta_cache.get(index_or_alias)
+        return hit[3] if hit is not None and hit[2] > now else self._resolve_fresh(index_or_alias, now)[2]
+
+    def _block_entry(self, index_or_alias: str, key: str) -> dict[str, Any] | None:
+        entry = (self._cached_meta(index_or_alias).get(META_KEY) or {}).get(key)
+        return copy.deepcopy(dict(entry)) if isinstance(entry, Mapping) else None
+
     def tuned_config(self, index_or_alias: str) -> dict[str, Any] | None:
         """The search configuration saved in the index's ``_meta`` by :meth:`set_tuned_config` (None: none).
 
         Read with the index's encoder records and cached with them (``RESOLVE_TTL_S``), so a search that
         consults it sends no extra request.
         """
-        now = time.monotonic()
-        with self._meta_lock:
-            hit = self._meta_cache.get(index_or_alias)
-        meta = hit[3] if hit is not None and hit[2] > now else self._resolve_fresh(index_or_alias, now)[2]
-        tuned = (meta.get(META_KEY) or {}).get(TUNED_KEY)
-        return copy.deepcopy(dict(tuned)) if isinstance(tuned, Mapping) else None
+        return self._block_entry(index_or_alias, TUNED_KEY)
+
+    def attachment_meta(self, index_or_alias: str) -> dict[str, Any] | None:
+        """``_meta.hybrid_search.attached`` of the index (a copy; None when the index is not attached).
+
+        Cached with the index's encoder records like :meth:`tuned_config` (``RESOLVE_TTL_S``): a search of an
+        attached index reads it without an extra request.
+        """
+        return self._block_entry(index_or_alias, ATTACHED_KEY)
+
+    def update_meta_block(self, index_or_alias: str, entries: Mapping[str, Any | None]) -> str:
+        """Set keys of the index's ``_meta.hybrid_search`` block (a None value removes that key).
+
+        Every other key of the block (the encoder records, the tuned configuration...) and every other ``_meta``
+        key (a shop's own) is kept: both engines replace ``_meta`` whole on ``PUT _mapping``, so this reads the
+        current ``_meta`` fresh, merges and writes it back (last writer wins between two concurrent callers).
+        Values must be plain JSON data (ValidationError otherwise, nothing written). Forgets this process's
+        meta cache; returns the concrete index's name.
+
+        OpenSearch 2.19 hazard (k-NN bug opensearch-project/k-NN#2540, fixed after 2.19): on an index without
+        ``index.knn`` that holds a ``knn_vector`` field, EVERY later ``PUT _mapping`` (this one included) fails
+        the shard ("[index.version.created] is not present"): it recovers within a second or so, but reads and
+        writes get HTTP 503 meanwhile. Write the block together with the vector field: ``add_fields(...,
+        meta=...)``.
+        """
+        return self._put_fields_and_meta(index_or_alias, None, entries)
+
+    def _put_fields_and_meta(
+        self,
+        index_or_alias: str,
+        properties: Mapping[str, Any] | None,
+        entries: Mapping[str, Any | None] | None,
+    ) -> str:
+        plain: dict[str, Any] = {}
+        if entries:
+            try:
+                plain = {
+                    str(k): None if v is None else json.loads(json.dumps(v, allow_nan=False))
+                    for k, v in entries.items()
+                }
+            except (TypeError, ValueError) as exc:
+                keys = ", ".join(sorted(str(k) for k in entries))
+                raise ValidationError(
+                    f"_meta.{META_KEY} entries ({keys}) are not plain JSON data: {exc}"
+                ) from None
+        concrete, _, meta = self._resolve_fresh(index_or_alias, time.monotonic())
+        body: dict[str, Any] = {}
+        if properties:
+            body["properties"] = copy.deepcopy(dict(properties))
+        if entries:
+            meta = copy.deepcopy(meta)
+            block = dict(meta.get(META_KEY) or {})
+            for key, value in plain.items():
+                if value is None:
+                    block.pop(key, None)
+                else:
+                    block[key] = value
+            meta[META_KEY] = block
+            body["_meta"] = meta
+        if body:
+            self._put_mapping(concrete, body)
+            self._forget()
+        return concrete
 
     def set_tuned_config(self, index_or_alias: str, config: Mapping[str, Any] | None) -> str:
         """Save ``config`` (plain JSON data) as the index's tuned search configuration; None removes it.
@@ -311,21 +484,325 @@ class SearchEngine(abc.ABC):
         Writes ``_meta.hybrid_search.tuned`` of the concrete index behind ``index_or_alias`` and keeps every
         other ``_meta`` entry (the encoder records) as it is. Returns the concrete index's name.
         """
-        concrete, _, meta = self._resolve_fresh(index_or_alias, time.monotonic())
-        meta = copy.deepcopy(meta)
-        block = dict(meta.get(META_KEY) or {})
-        if config is None:
-            block.pop(TUNED_KEY, None)
-        else:
-            try:
-                block[TUNED_KEY] = json.loads(json.dumps(dict(config), allow_nan=False))
-            except (TypeError, ValueError) as exc:
-                raise ValidationError(f"the tuned configuration is not plain JSON data: {exc}") from None
-        meta[META_KEY] = block
-        self._put_meta(concrete, meta)
-        self._forget()
+        try:
+            value = None if config is None else json.loads(json.dumps(dict(config), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"the tuned configuration is not plain JSON data: {exc}") from None
+        concrete = self.update_meta_block(index_or_alias, {TUNED_KEY: value})
         log.info("tuned configuration of %s %s", concrete, "removed" if config is None else "saved")
         return concrete
+
+    # ---- an existing index (a shop's own): attach ------------------------------------------------------
+
+    def index_state(self, index_or_alias: str) -> IndexState:
+        """The mapping, settings, aliases and size of an existing index (IndexNotFoundError when absent)."""
+        found = self._indices(index_or_alias)
+        if not found:
+            raise IndexNotFoundError(f"index or alias {index_or_alias!r} does not exist")
+        if index_or_alias in found:
+            name = index_or_alias
+        elif len(found) > 1:
+            raise EngineError(
+                f"alias {index_or_alias!r} points to several indices {sorted(found)}; name one of them"
+            )
+        else:
+            name = next(iter(found))
+        data = found[name]
+        mappings = dict(data.get("mappings") or {})
+        source = dict(mappings.get("_source") or {})
+        dynamic = mappings.get("dynamic")
+        settings = dict(data.get("settings") or {})
+        index_settings = settings.get("index", settings)
+        return IndexState(
+            name=name,
+            aliases=tuple(data.get("aliases") or ()),
+            properties=copy.deepcopy(dict(mappings.get("properties") or {})),
+            meta=copy.deepcopy(dict(mappings.get("_meta") or {})),
+            dynamic=None if dynamic is None else str(dynamic).lower(),
+            source_enabled=str(source.get("enabled", True)).lower() != "false",
+            source_includes=tuple(source.get("includes") or ()),
+            source_excludes=tuple(source.get("excludes") or ()),
+            knn_setting=self._knn_setting(index_settings),
+            documents=self.count(name),
+            engine=self.kind,
+        )
+
+    def _knn_setting(self, index_settings: Mapping[str, Any]) -> bool:
+        """Whether the index allows approximate kNN fields (OpenSearch: ``index.knn``; Elasticsearch: always)."""
+        return True
+
+    def add_fields(
+        self,
+        index_or_alias: str,
+        properties: Mapping[str, Any],
+        *,
+        meta: Mapping[str, Any | None] | None = None,
+    ) -> None:
+        """Add fields to an existing index's mapping: ``PUT <index>/_mapping {"properties": ...}``.
+
+        The rest of the mapping (``dynamic``, the shop's fields) is not sent, so it stays as it is; the engine
+        refuses (EngineRequestError) a field that exists with another type or a mapping it cannot take (an
+        OpenSearch ``method`` on an index without ``index.knn``). ``meta``: entries of ``_meta.hybrid_search``
+        written in the same request, merged as :meth:`update_meta_block` does (the one safe way to record the
+        vectors of an OpenSearch 2.19 index without ``index.knn``: see there).
+        """
+        if not properties and not meta:
+            return
+        concrete = self._put_fields_and_meta(index_or_alias, properties, meta)
+        log.info("added fields %s to %s", ", ".join(sorted(properties)), concrete)
+
+    @abc.abstractmethod
+    def vector_mapping(
+        self, name: str, dim: int, similarity: str, *, approximate: bool, hnsw: HnswParams | None = None
+    ) -> dict[str, Any]:
+        """The mapping of one vector field ``name`` in this engine's dialect (pure): the value to put under
+        ``properties[name]`` (see the engine classes for what each engine gets)."""
+
+    def open_pit(self, index: str, keep_alive: str = "5m") -> str:
+        """Open a point in time on ``index`` (a consistent view for paging it with ``search_after``)."""
+        return self._open_pit(index, keep_alive)
+
+    def close_pit(self, pit_id: str) -> None:
+        """Close a point in time (one that expired or was closed already: no error)."""
+        self._close_pit(pit_id)
+
+    def search_pit(self, pit_id: str, body: Mapping[str, Any], *, keep_alive: str = "5m") -> dict[str, Any]:
+        """One search of a point in time: ``body`` (sort, search_after, size, _source, query) plus the ``pit``;
+        the raw response. Its ``pit_id`` may differ from ``pit_id``: use it for the next page.
+
+        Measured on the local nodes (docstrings of each engine's ``_search_pit``): sorting by a keyword field
+        with unique values (a shop's id field) pages correctly on both; pass the last hit's ``sort`` array as
+        ``search_after`` as it is (Elasticsearch appends its implicit ``_shard_doc`` tiebreaker to it,
+        OpenSearch 2.19 adds none). ``_shard_doc`` sorts work on Elasticsearch only; ``_id`` sorts on
+        OpenSearch only (Elasticsearch refuses ``_id`` fielddata). A point in time that expired or was closed
+        raises EngineError.
+        """
+        sent = copy.deepcopy(dict(body))
+        sent.pop("pit", None)
+        return self._search_pit(pit_id, sent, keep_alive)
+
+    def get_versioned(
+        self, index: str, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, VersionedDoc]:
+        """``{id: VersionedDoc}`` of the documents that exist (one ``_mget``), with only ``fields`` of their
+        source (None: all of it) and the ``_seq_no``/``_primary_term`` that :meth:`update_if_unchanged` names."""
+        if not ids:
+            return {}
+        out: dict[str, VersionedDoc] = {}
+        for doc in self._mget(index, list(ids), None if fields is None else list(fields)):
+            if "error" in doc:  # a shard that cannot answer now: never taken for a deleted document
+                _, reason = engine_reason(doc["error"])
+                raise EngineUnavailableError(
+                    f"{self.kind} could not read {doc.get('_id')!r} from {index}: {reason}"
+                )
+            if not doc.get("found"):
+                continue
+            if "_seq_no" not in doc or "_primary_term" not in doc:
+                raise EngineError(f"{self.kind} returned no _seq_no/_primary_term for {doc.get('_id')!r}")
+            out[str(doc["_id"])] = VersionedDoc(
+                id=str(doc["_id"]),
+                source=dict(doc.get("_source") or {}),
+                seq_no=int(doc["_seq_no"]),
+                primary_term=int(doc["_primary_term"]),
+            )
+        return out
+
+    def update_if_unchanged(
+        self,
+        index: str,
+        updates: Sequence[ConditionalUpdate],
+        *,
+        vector_sources: Mapping[str, EncoderRef] | None = None,
+        refresh: bool = False,
+    ) -> ConditionalResult:
+        """Partial updates that apply only to documents unchanged since they were read.
+
+        One bulk ``update`` action per document with ``if_seq_no``/``if_primary_term`` and ``doc`` only: never
+        ``doc_as_upsert``, never the index API, so a document the shop deleted stays deleted (``missing``) and a
+        document the shop changed meanwhile is left alone (``conflicts``: read it again). Vector fields in a
+        ``doc`` are checked against the index's ``_meta`` records as in :meth:`bulk_write` (EncoderMismatchError,
+        nothing sent); a vector of the wrong length is a per-document ``mapping`` error. Errors with a transient
+        status (429/502/503/504) have ``kind`` ``transient``: retry them.
+        """
+        result = ConditionalResult()
+        if not updates:
+            return result
+        concrete, recorded = self._resolve(index)
+        sources = dict(vector_sources or {})
+        present = {name for u in updates for name in recorded if vector_values(u.doc, name)}
+        present |= {name for u in updates for name in sources if vector_values(u.doc, name)}
+        check_vector_sources(concrete, recorded, sources, present)
+        actions = []
+        for update in updates:
+            bad = [
+                f"{name} has {len(vector)} dimensions, index expects {recorded[name]['dim']}"
+                for name in present
+                for vector in vector_values(update.doc, name)
+                if len(vector) != recorded[name]["dim"]
+            ]
+            if bad:
+                result.errors.append(
+                    {"id": update.id, "status": None, "kind": "mapping", "reason": "; ".join(bad)}
+                )
+                continue
+            actions.append(
+                {
+                    "_op_type": "update",
+                    "_index": concrete,
+                    "_id": update.id,
+                    "if_seq_no": update.seq_no,
+                    "if_primary_term": update.primary_term,
+                    "doc": copy.deepcopy(dict(update.doc)),
+                }
+            )
+        if not actions:
+            return result
+        for ok, item in self._bulk(actions, refresh):
+            info = next(iter(item.values())) if item else {}
+            doc_id = str(info.get("_id"))
+            if ok:
+                result.written.append(doc_id)
+                continue
+            status = int(info.get("status", 0))
+            error = info.get("error")
+            kind = str(error.get("type", "")) if isinstance(error, Mapping) else str(error or "")
+            if status == 409:
+                result.conflicts.append(doc_id)
+            elif status == 404 and "document_missing" in kind:
+                result.missing.append(doc_id)
+            else:
+                result.errors.append(
+                    {
+                        "id": doc_id,
+                        "status": status,
+                        "kind": "transient"
+                        if status in TRANSIENT_STATUSES
+                        else classify_bulk_error(status, error),
+                        "reason": _error_reason(error),
+                    }
+                )
+        return result
+
+    def remove_fields(self, index: str, fields: Sequence[str], query: Mapping[str, Any] | None = None) -> int:
+        """Remove top-level ``fields`` from every document (matching ``query``) that has one of them; returns
+        how many documents were updated.
+
+        ``_update_by_query`` with a painless script, repeated while documents changed under it (up to 5
+        passes: a document the shop rewrote meanwhile is taken again on the next pass). A cluster without
+        ``_update_by_query`` or painless (the local Elasticsearch node: no reindex or painless module) raises
+        EngineError saying so, and nothing was changed: the caller falls back to rewriting documents.
+        """
+        names = [str(f) for f in fields]
+        if not names:
+            return 0
+        if any("." in f or not f.strip() for f in names):
+            raise ValidationError(f"remove_fields takes top-level field names, got {names}", field="fields")
+        body: dict[str, Any] = {
+            "query": {
+                "bool": {
+                    "filter": [copy.deepcopy(dict(query))] if query else [],
+                    "should": [{"exists": {"field": f}} for f in names],
+                    "minimum_should_match": 1,
+                }
+            },
+            "script": {
+                "lang": "painless",
+                "source": "for (String f : params.fields) { ctx._source.remove(f); }",
+                "params": {"fields": names},
+            },
+        }
+        updated = 0
+        for _ in range(5):
+            try:
+                response = self._update_by_query(index, body, True)
+            except IndexNotFoundError:
+                raise
+            except EngineError as exc:
+                text = str(exc)
+                if any(
+                    m in text
+                    for m in ("no handler found", "Incorrect HTTP method", "painless", "script_lang")
+                ):
+                    raise EngineError(
+                        f"{self.kind} at {self.url} cannot remove fields in place (no _update_by_query with "
+                        f"painless on this cluster): {text}"
+                    ) from None
+                raise
+            failures = response.get("failures") or []
+            if failures:
+                raise EngineError(f"removing {names} from {index} failed: {engine_reason(failures[0])[1]}")
+            updated += int(response.get("updated", 0))
+            if not int(response.get("version_conflicts", 0)):
+                return updated
+        raise EngineError(
+            f"removing {names} from {index}: documents kept changing during 5 passes; run it again"
+        )
+
+    def render_template(self, template_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The body a stored search template renders to with ``params`` (``template_output``)."""
+        try:
+            response = self._render_template(template_id, copy.deepcopy(dict(params)))
+        except IndexNotFoundError:
+            raise EngineError(f"search template {template_id!r} does not exist on the cluster") from None
+        output = response.get("template_output")
+        if not isinstance(output, Mapping):
+            raise EngineError(f"search template {template_id!r} rendered no body: {str(response)[:200]}")
+        return dict(output)
+
+    def reindex(self, source: str, dest: str, *, wait: bool = True) -> int:
+        """Copy every document of ``source`` into ``dest`` (``_reindex``); returns how many were written
+        (created + updated; 0 when ``wait`` is False: the task runs on in the cluster)."""
+        body = {"source": {"index": source}, "dest": {"index": dest}}
+        try:
+            response = self._reindex(body, wait)
+        except IndexNotFoundError:
+            raise
+        except EngineError as exc:
+            if any(m in str(exc) for m in ("no handler found", "Incorrect HTTP method")):
+                raise EngineError(
+                    f"{self.kind} at {self.url} has no _reindex (reindex module): {exc}"
+                ) from None
+            raise
+        if not wait:
+            log.info("reindex %s -> %s started: task %s", source, dest, response.get("task"))
+            return 0
+        failures = response.get("failures") or []
+        if failures:
+            raise EngineError(f"reindex {source} -> {dest} failed: {engine_reason(failures[0])[1]}")
+        return int(response.get("created", 0)) + int(response.get("updated", 0))
+
+    def create_raw_index(self, name: str, body: Mapping[str, Any]) -> None:
+        """Create index ``name`` with ``body`` as it is (``settings``, ``mappings``, ``aliases``)."""
+        self._create_index(name, copy.deepcopy(dict(body)))
+        log.info("created index %s", name)
+
+    def move_name_to_alias(self, old_index: str, new_index: str) -> None:
+        """Delete the concrete index ``old_index`` and make its name an alias (the write index) of ``new_index``.
+
+        One atomic ``_aliases`` call (``remove_index`` + ``add``): there is no moment at which the name is free,
+        so a shop write cannot auto-create a fresh index under it. Refused (ValidationError) when ``old_index``
+        is an alias rather than an index; IndexNotFoundError when either index does not exist.
+        """
+        found = self._indices(old_index)
+        if not found:
+            raise IndexNotFoundError(f"index {old_index!r} does not exist")
+        if old_index not in found:
+            raise ValidationError(
+                f"{old_index!r} is an alias (of {sorted(found)}), not an index: nothing to move",
+                field="index",
+            )
+        if new_index == old_index or new_index not in self._indices(new_index):
+            raise IndexNotFoundError(f"index {new_index!r} does not exist")
+        self._update_aliases(
+            {
+                "actions": [
+                    {"add": {"index": new_index, "alias": old_index, "is_write_index": True}},
+                    {"remove_index": {"index": old_index}},
+                ]
+            }
+        )
+        self._forget()
+        log.info("index %s deleted; %s is now an alias of %s", old_index, old_index, new_index)
 
     def _forget(self) -> None:
         with self._meta_lock:
@@ -450,4 +927,14 @@ class SearchEngine(abc.ABC):
         self.close()
 
 
-__all__ = ["BulkResult", "ClusterHealth", "SearchEngine", "classify_bulk_error", "engine_reason"]
+__all__ = [
+    "BulkResult",
+    "ClusterHealth",
+    "ConditionalResult",
+    "ConditionalUpdate",
+    "IndexState",
+    "SearchEngine",
+    "VersionedDoc",
+    "classify_bulk_error",
+    "engine_reason",
+]

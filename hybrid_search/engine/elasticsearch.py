@@ -12,8 +12,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, engine_reason, short_reason
-from hybrid_search.engine.definition import IndexDefinition
-from hybrid_search.engine.dialects import elasticsearch_index_body, elasticsearch_search_body
+from hybrid_search.engine.definition import HnswParams, IndexDefinition
+from hybrid_search.engine.dialects import (
+    elasticsearch_index_body,
+    elasticsearch_search_body,
+    elasticsearch_vector_mapping,
+)
 from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import (
     ConfigurationError,
@@ -23,6 +27,8 @@ from hybrid_search.errors import (
     EngineUnavailableError,
     IndexNotFoundError,
 )
+
+LONG_TIMEOUT_S = 3600  # update-by-query and reindex that wait for completion: far beyond the usual timeout
 
 
 class ElasticsearchEngine(SearchEngine):
@@ -130,7 +136,12 @@ class ElasticsearchEngine(SearchEngine):
 
     def _create_index(self, name: str, body: dict[str, Any]) -> None:
         with self._errors(f"create index {name}"):
-            self._client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
+            self._client.indices.create(
+                index=name,
+                settings=body.get("settings"),
+                mappings=body.get("mappings"),
+                aliases=body.get("aliases"),
+            )
 
     def _indices(self, pattern: str) -> dict[str, dict[str, Any]]:
         with self._errors(f"get indices {pattern}"):
@@ -139,6 +150,8 @@ class ElasticsearchEngine(SearchEngine):
             name: {
                 "aliases": sorted(data.get("aliases", {})),
                 "meta": data.get("mappings", {}).get("_meta", {}),
+                "mappings": data.get("mappings", {}),
+                "settings": data.get("settings", {}),
             }
             for name, data in found.items()
         }
@@ -147,9 +160,21 @@ class ElasticsearchEngine(SearchEngine):
         with self._errors("update aliases"):
             self._client.indices.update_aliases(actions=body["actions"])
 
-    def _put_meta(self, index: str, meta: dict[str, Any]) -> None:
-        with self._errors(f"update _meta of {index}"):
-            self._client.indices.put_mapping(index=index, meta=meta)
+    def _put_mapping(self, index: str, body: dict[str, Any]) -> None:
+        what = "update _meta of" if set(body) == {"_meta"} else "update the mapping of"
+        with self._errors(f"{what} {index}"):
+            self._client.indices.put_mapping(
+                index=index, meta=body.get("_meta"), properties=body.get("properties")
+            )
+
+    def vector_mapping(
+        self, name: str, dim: int, similarity: str, *, approximate: bool, hnsw: HnswParams | None = None
+    ) -> dict[str, Any]:
+        """``dense_vector`` for field ``name``, indexed with HNSW (float vectors: ``index_options.type: hnsw``,
+        not the 8.x default int8 quantisation), whatever ``approximate`` says: Elasticsearch adds such a field
+        to any index, so an attached index always gets approximate kNN; exact scoring (``KnnClause(exact=True)``)
+        works on it too where the cluster has painless."""
+        return elasticsearch_vector_mapping(dim, similarity, hnsw=hnsw)
 
     def _bulk(
         self, actions: Iterable[dict[str, Any]], refresh: bool
@@ -200,9 +225,62 @@ class ElasticsearchEngine(SearchEngine):
                 deleted += int(ok)
         return deleted
 
-    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str] | None) -> list[dict[str, Any]]:
+        includes = None if fields is None else list(fields)
         with self._errors(f"mget {index}"):
-            return list(self._client.mget(index=index, ids=list(ids), source_includes=list(fields))["docs"])
+            return list(self._client.mget(index=index, ids=list(ids), source_includes=includes)["docs"])
+
+    def _open_pit(self, index: str, keep_alive: str) -> str:
+        with self._errors(f"open a point in time on {index}"):
+            return str(self._client.open_point_in_time(index=index, keep_alive=keep_alive)["id"])
+
+    def _close_pit(self, pit_id: str) -> None:
+        try:
+            with self._errors("close a point in time"):
+                self._client.close_point_in_time(id=pit_id)
+        except IndexNotFoundError:
+            pass  # expired or closed already (HTTP 404, "succeeded": false)
+
+    def _search_pit(self, pit_id: str, body: dict[str, Any], keep_alive: str) -> dict[str, Any]:
+        """``POST /_search`` (no index: Elasticsearch refuses one with a point in time) with ``pit``.
+
+        Measured on Elasticsearch 8.19: a keyword sort pages with ``search_after`` and gets the implicit
+        ``_shard_doc`` tiebreaker appended (``sort: ["a", 0]``: pass both values back); ``_shard_doc`` alone
+        works; ``_id`` is refused (fielddata on ``_id`` is disabled by default).
+        """
+        body = {**body, "pit": {"id": pit_id, "keep_alive": keep_alive}}
+        try:
+            with self._errors("search a point in time"):
+                return dict(self._client.search(body=body))
+        except IndexNotFoundError as exc:
+            raise EngineError(f"the point in time has expired or was closed ({exc})") from None
+
+    def _update_by_query(self, index: str, body: dict[str, Any], refresh: bool) -> dict[str, Any]:
+        client = self._client.options(request_timeout=LONG_TIMEOUT_S)
+        with self._errors(f"update by query {index}"):
+            return dict(
+                client.update_by_query(
+                    index=index,
+                    query=body["query"],
+                    script=body["script"],
+                    conflicts="proceed",
+                    wait_for_completion=True,
+                    refresh=refresh,
+                )
+            )
+
+    def _reindex(self, body: dict[str, Any], wait: bool) -> dict[str, Any]:
+        client = self._client.options(request_timeout=LONG_TIMEOUT_S) if wait else self._client
+        with self._errors(f"reindex {body['source']['index']} -> {body['dest']['index']}"):
+            return dict(
+                client.reindex(
+                    source=body["source"], dest=body["dest"], wait_for_completion=wait, refresh=True
+                )
+            )
+
+    def _render_template(self, template_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self._errors(f"render search template {template_id}"):
+            return dict(self._client.render_search_template(id=template_id, params=params))
 
     def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:

@@ -10,8 +10,12 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy import exceptions as os_exc
 
 from hybrid_search.engine.base import TRANSIENT_STATUSES, SearchEngine, engine_reason, short_reason
-from hybrid_search.engine.definition import IndexDefinition
-from hybrid_search.engine.dialects import opensearch_index_body, opensearch_search_body
+from hybrid_search.engine.definition import HnswParams, IndexDefinition
+from hybrid_search.engine.dialects import (
+    opensearch_index_body,
+    opensearch_search_body,
+    opensearch_vector_mapping,
+)
 from hybrid_search.engine.request import SearchRequest
 from hybrid_search.errors import (
     EngineAuthError,
@@ -20,6 +24,8 @@ from hybrid_search.errors import (
     EngineUnavailableError,
     IndexNotFoundError,
 )
+
+LONG_TIMEOUT_S = 3600  # update-by-query and reindex that wait for completion: far beyond the usual timeout
 
 
 class OpenSearchEngine(SearchEngine):
@@ -130,6 +136,8 @@ class OpenSearchEngine(SearchEngine):
             name: {
                 "aliases": sorted(data.get("aliases", {})),
                 "meta": data.get("mappings", {}).get("_meta", {}),
+                "mappings": data.get("mappings", {}),
+                "settings": data.get("settings", {}),
             }
             for name, data in found.items()
         }
@@ -138,9 +146,34 @@ class OpenSearchEngine(SearchEngine):
         with self._errors("update aliases"):
             self._client.indices.update_aliases(body=body)
 
-    def _put_meta(self, index: str, meta: dict[str, Any]) -> None:
-        with self._errors(f"update _meta of {index}"):
-            self._client.indices.put_mapping(index=index, body={"_meta": meta})
+    def _put_mapping(self, index: str, body: dict[str, Any]) -> None:
+        what = "update _meta of" if set(body) == {"_meta"} else "update the mapping of"
+        with self._errors(f"{what} {index}"):
+            self._client.indices.put_mapping(index=index, body=body)
+
+    def _knn_setting(self, index_settings: Mapping[str, Any]) -> bool:
+        return str(index_settings.get("knn", "false")).lower() == "true"
+
+    def vector_mapping(
+        self, name: str, dim: int, similarity: str, *, approximate: bool, hnsw: HnswParams | None = None
+    ) -> dict[str, Any]:
+        """``knn_vector`` for field ``name``: approximate, the Lucene HNSW method (needs ``index.knn: true``;
+        FAISS/NMSLIB need native libraries this node lacks); exact, ``{"type": "knn_vector", "dimension": dim}``
+        alone.
+
+        Measured on OpenSearch 2.19.1 + k-NN, index without ``index.knn``: ``PUT _mapping`` of a knn_vector
+        with a ``method`` is refused ("Cannot set modelId or method parameters when index.knn setting is
+        false"); without one it is accepted (a top-level ``space_type`` too, but older 2.x releases lack it, so
+        the similarity travels with each query instead: ``KnnClause.similarity``). Such a field cannot serve
+        the ``knn`` query ("Field 'hs_x' is not built for ANN search"), only exact scoring (``KnnClause(exact=
+        True)``: script_score with the ``knn_score`` script).
+
+        Beware (measured, k-NN bug opensearch-project/k-NN#2540, fixed after 2.19): once such a field exists on
+        an index without ``index.knn``, every later ``PUT _mapping`` of that index (a ``_meta`` update, a field
+        the shop adds) fails its shard, which recovers in about a second (HTTP 503 meanwhile). Add the field
+        and its ``_meta`` records in one request: ``add_fields(index, {name: mapping}, meta={...})``.
+        """
+        return opensearch_vector_mapping(dim, similarity, approximate=approximate, hnsw=hnsw)
 
     def _bulk(
         self, actions: Iterable[dict[str, Any]], refresh: bool
@@ -190,13 +223,57 @@ class OpenSearchEngine(SearchEngine):
                 deleted += int(ok)
         return deleted
 
-    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+    def _mget(self, index: str, ids: Sequence[str], fields: Sequence[str] | None) -> list[dict[str, Any]]:
+        params = {} if fields is None else {"_source_includes": ",".join(fields)}
         with self._errors(f"mget {index}"):
-            return list(
-                self._client.mget(
-                    index=index, body={"ids": list(ids)}, params={"_source_includes": ",".join(fields)}
-                )["docs"]
-            )
+            return list(self._client.mget(index=index, body={"ids": list(ids)}, params=params)["docs"])
+
+    def _open_pit(self, index: str, keep_alive: str) -> str:
+        with self._errors(f"open a point in time on {index}"):
+            response = self._client.create_pit(index=index, params={"keep_alive": keep_alive})
+        return str(response["pit_id"])
+
+    def _close_pit(self, pit_id: str) -> None:
+        try:
+            with self._errors("close a point in time"):
+                self._client.delete_pit(body={"pit_id": [pit_id]})
+        except IndexNotFoundError:
+            pass  # expired or closed already
+
+    def _search_pit(self, pit_id: str, body: dict[str, Any], keep_alive: str) -> dict[str, Any]:
+        """``POST /_search`` (no index: the point in time names it) with ``pit: {id, keep_alive}``.
+
+        Measured on OpenSearch 2.19.1: a keyword sort pages with ``search_after`` and adds no tiebreaker
+        (``sort: ["a"]``); ``_id`` and ``_doc`` sorts are accepted; ``_shard_doc`` is refused ("No mapping found
+        for [_shard_doc]"); documents written after the point in time opened are not seen.
+        """
+        body = {**body, "pit": {"id": pit_id, "keep_alive": keep_alive}}
+        try:
+            with self._errors("search a point in time"):
+                return dict(self._client.search(body=body))
+        except IndexNotFoundError as exc:
+            raise EngineError(f"the point in time has expired or was closed ({exc})") from None
+
+    def _update_by_query(self, index: str, body: dict[str, Any], refresh: bool) -> dict[str, Any]:
+        params = {
+            "conflicts": "proceed",
+            "wait_for_completion": "true",
+            "refresh": "true" if refresh else "false",
+            "request_timeout": LONG_TIMEOUT_S,
+        }
+        with self._errors(f"update by query {index}"):
+            return dict(self._client.update_by_query(index=index, body=body, params=params))
+
+    def _reindex(self, body: dict[str, Any], wait: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {"wait_for_completion": "true" if wait else "false", "refresh": "true"}
+        if wait:
+            params["request_timeout"] = LONG_TIMEOUT_S
+        with self._errors(f"reindex {body['source']['index']} -> {body['dest']['index']}"):
+            return dict(self._client.reindex(body=body, params=params))
+
+    def _render_template(self, template_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self._errors(f"render search template {template_id}"):
+            return dict(self._client.render_search_template(body={"id": template_id, "params": params}))
 
     def get_document(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:

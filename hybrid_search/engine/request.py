@@ -12,13 +12,23 @@ from typing import Any
 
 from hybrid_search.errors import ValidationError
 
+SIMILARITIES = ("cosine", "dot_product", "l2")
+
 
 @dataclass(frozen=True)
 class KnnClause:
-    """Approximate nearest neighbours on one vector field.
+    """Nearest neighbours on one vector field: approximate (HNSW), or ``exact``.
 
     ``k`` hits are wanted; ``num_candidates`` is the per-shard candidate pool (HNSW beam), at least ``k``.
     ``boost`` weights this clause's score in a server-side sum (``native`` hybrid).
+
+    ``exact``: every document that passes the request's filters and has the field is scored against the vector
+    (a script_score, a pre-filter by construction) and the request's ``size`` decides how many come back:
+    ``k`` is no cap, so in a ``native`` hybrid sum every filtered document gets a vector score. It is for a
+    field without an HNSW graph (OpenSearch ``knn_vector`` on an index without ``index.knn``). ``similarity``
+    (``cosine``, ``dot_product``, ``l2``) is the field's, which an exact query must name: the scores are on the
+    same scale as the approximate ones of that similarity (cosine: ``(1 + cos) / 2``), see the dialects.
+    Top-level vector fields only.
     """
 
     field: str
@@ -26,8 +36,19 @@ class KnnClause:
     k: int
     num_candidates: int | None = None
     boost: float = 1.0
+    exact: bool = False
+    similarity: str = "cosine"
 
     def __post_init__(self) -> None:
+        if self.similarity not in SIMILARITIES:
+            raise ValidationError(
+                f"kNN similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}",
+                field="similarity",
+            )
+        if self.exact and "." in self.field:
+            raise ValidationError(
+                f"exact kNN takes a top-level vector field, got {self.field!r}", field="field"
+            )
         if self.k < 1:
             raise ValidationError(f"kNN k must be at least 1, got {self.k}", field="k")
         if self.num_candidates is not None and self.num_candidates < self.k:

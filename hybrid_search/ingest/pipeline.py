@@ -63,6 +63,29 @@ def content_hash(data: bytes | str) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
+def embed_inputs(encoders: Mapping[str, Any], role: str, inputs: list[Any]) -> np.ndarray[Any, Any]:
+    """The vectors of ``inputs`` (texts, or decoded photos) by the encoder of ``role``, one row each; an empty
+    array when there is nothing to embed or no such encoder."""
+    encoder = encoders.get(role)
+    if not inputs or encoder is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(encoder.embed_documents(inputs), dtype=np.float32)
+
+
+def fused_vector(settings: Settings, encoders: Mapping[str, Any], text: Any, image: Any) -> list[float]:
+    """The fused vector of one product: its text and photo vectors, weighted (``fused_text_weight``) and
+    concatenated, as the ``fused`` field stores it."""
+    from hybrid_search.encoders import fuse_vectors
+
+    fused = fuse_vectors(
+        np.asarray(text, dtype=np.float32),
+        np.asarray(image, dtype=np.float32),
+        settings.fused_text_weight,
+        image_dim=int(encoders["image"].dim),
+    )
+    return list(np.asarray(fused, dtype=np.float32).tolist())
+
+
 @dataclass
 class BatchReport:
     """What one batch did. ``failed`` items are ``{"id", "source", "reason"}``."""
@@ -345,10 +368,7 @@ class Ingestor:
         return out
 
     def _embed(self, role: str, inputs: list[Any]) -> np.ndarray[Any, Any]:
-        encoder = self.encoders.get(role)
-        if not inputs or encoder is None:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.asarray(encoder.embed_documents(inputs), dtype=np.float32)
+        return embed_inputs(self.encoders, role, inputs)
 
     def _fuse(
         self,
@@ -361,8 +381,6 @@ class Ingestor:
         """Fused vector = weighted concatenation of the text and photo vectors, rebuilt when either changed."""
         if "image" not in self.encoders or "text" not in self.encoders:
             return
-        from hybrid_search.encoders import fuse_vectors
-
         # a product without a photo gets no fused vector: the fused retriever serves text+photo queries, and a
         # text-only half would cost the engine a 1664-d HNSW insert for nothing the text vector lacks
         changed = [
@@ -390,13 +408,7 @@ class Ingestor:
                 image_vec = old_image.get(pid, {}).get(self.fields["image"])
             if text_vec is None or image_vec is None:
                 continue
-            fused = fuse_vectors(
-                np.asarray(text_vec, dtype=np.float32),
-                np.asarray(image_vec, dtype=np.float32),
-                self.settings.fused_text_weight,
-                image_dim=int(self.encoders["image"].dim),
-            )
-            i.doc[self.fields["fused"]] = np.asarray(fused, dtype=np.float32).tolist()
+            i.doc[self.fields["fused"]] = fused_vector(self.settings, self.encoders, text_vec, image_vec)
 
 
-__all__ = ["BatchReport", "Ingestor", "content_hash"]
+__all__ = ["BatchReport", "Ingestor", "content_hash", "embed_inputs", "fused_vector"]

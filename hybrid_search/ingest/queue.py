@@ -13,6 +13,7 @@ from typing import Any
 from hybrid_search.settings import Settings
 
 INGEST_TASK = "hybrid_search.ingest_batch"
+EMBED_ATTACHED_TASK = "hybrid_search.embed_attached"  # ids of an attached (shop) index to embed
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
@@ -46,7 +47,10 @@ def make_celery(settings: Settings) -> Any:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.ingest_queue,
-        task_routes={INGEST_TASK: {"queue": settings.ingest_queue}},
+        task_routes={
+            INGEST_TASK: {"queue": settings.ingest_queue},
+            EMBED_ATTACHED_TASK: {"queue": settings.ingest_queue},
+        },
         result_expires=24 * 3600,
         result_extended=True,
         broker_connection_retry_on_startup=True,
@@ -59,4 +63,4 @@ def make_celery(settings: Settings) -> Any:
     return app
 
 
-__all__ = ["INGEST_TASK", "make_celery", "retry_backoff_max", "transport_options"]
+__all__ = ["EMBED_ATTACHED_TASK", "INGEST_TASK", "make_celery", "retry_backoff_max", "transport_options"]

@@ -3,7 +3,8 @@
 Keys (``<alias>`` is the index alias or name written to):
 
     hybrid-search:job:<job>             hash: total, batches, read_errors, indexed, failed, unchanged,
-                                        text_embedded, images_embedded, batches_done, index, started_at
+                                        text_embedded, images_embedded, missing, conflicts_retried,
+                                        photo_failed, batches_done, index, started_at
     hybrid-search:job:<job>:done        set of finished batch numbers: a batch redelivered after a worker
                                         died counts once
     hybrid-search:dead-letters:<alias>  list of JSON ``{"id", "source", "reason", "job", "at"}``, newest last
@@ -26,7 +27,18 @@ from redis.retry import Retry
 from hybrid_search.errors import HybridSearchError
 
 JOB_TTL_S = 7 * 24 * 3600
-COUNTERS = ("indexed", "failed", "unchanged", "text_embedded", "images_embedded")
+# the last three are counted by the batches of an attached index (hybrid_search.ingest.attached): documents the
+# shop deleted before they were embedded, writes retried after the shop wrote in between, photos not readable
+COUNTERS = (
+    "indexed",
+    "failed",
+    "unchanged",
+    "text_embedded",
+    "images_embedded",
+    "missing",
+    "conflicts_retried",
+    "photo_failed",
+)
 
 
 class QueueUnavailableError(HybridSearchError):

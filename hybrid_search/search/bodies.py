@@ -16,6 +16,12 @@ Field names come from a :class:`~hybrid_search.catalog.schema.FieldSchema` (ever
 default :data:`~hybrid_search.catalog.schema.DEFAULT_SCHEMA`, the own index): BM25 matches its text fields,
 filters and facets read its keyword fields, and hits are shown under the same keys (:data:`DISPLAY_ROLES`)
 whatever the index calls the fields that fill them.
+
+An attached index (a shop's own: :mod:`hybrid_search.search.profile`) brings its own BM25 clause (``lexical``:
+the shop's query for this text, used instead of :func:`bm25_query`), may search its vectors exactly
+(:attr:`Retriever.exact`), and its hits carry only their ``_id`` and stored revision (``ids_only``): the page's
+display fields are read from ``_source`` once it is ranked, and shown under the shop's id (:func:`hit_display`,
+:func:`attached_display`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid_search.catalog.attachment import AttachConfig, image_ref, source_value
 from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine.request import KnnClause, SearchRequest
 from hybrid_search.errors import ValidationError
@@ -84,6 +91,18 @@ def bm25_query(text: str, *, boost: float = 1.0, schema: FieldSchema = DEFAULT_S
     if boost != 1.0:
         body["boost"] = boost
     return {"multi_match": body}
+
+
+def lexical_query(
+    text: str, lexical: Mapping[str, Any] | None, *, boost: float = 1.0, schema: FieldSchema = DEFAULT_SCHEMA
+) -> dict[str, Any]:
+    """The BM25 clause of ``text``: the index's own ``lexical`` clause when it has one (a shop's query, already
+    built for this text; a boost wraps it in a ``bool``), else :func:`bm25_query` over the schema."""
+    if lexical is None:
+        return bm25_query(text, boost=boost, schema=schema)
+    if boost == 1.0:
+        return dict(lexical)
+    return {"bool": {"must": [dict(lexical)], "boost": boost}}
 
 
 def _values(value: str | Sequence[str]) -> list[str]:
@@ -181,6 +200,36 @@ def display_from_source(
     return fields
 
 
+def attached_display(doc_id: str, source: Mapping[str, Any], config: AttachConfig) -> dict[str, Any]:
+    """A hit's display fields (:data:`DISPLAY_ROLES` keys) from an attached index's ``_source``: each role's
+    field read through objects (``a.b``), ``id`` the shop's id (the id role's value, else ``doc_id``, the
+    ``_id``), ``image_url`` the photo's path or URL as the attachment's image source locates it."""
+    schema = config.schema
+    fields: dict[str, Any] = {
+        key: source_value(source, f) if (f := schema.value_field(role)) is not None else None
+        for key, role in DISPLAY_ROLES.items()
+    }
+    shop_id = fields["id"]
+    if isinstance(shop_id, list):
+        shop_id = shop_id[0] if shop_id else None
+    fields["id"] = str(shop_id) if shop_id is not None and str(shop_id) else doc_id
+    fields["image_url"] = image_ref(source, schema, config.images)
+    return fields
+
+
+def hit_display(
+    hit: Mapping[str, Any], schema: FieldSchema = DEFAULT_SCHEMA, attached: AttachConfig | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``(id the hit is ranked by, its fields)``: :func:`display_from_docvalues` on the own index; on an
+    ``attached`` one (hits fetched ``ids_only``) the ``_id``, and the stored revision under
+    :data:`REVISION_FIELD` when the hit has one (the page's display fields are read after ranking:
+    :func:`attached_display`)."""
+    if attached is None:
+        return display_from_docvalues(hit, schema)
+    revision = hit_revision(hit)
+    return str(hit.get("_id")), {} if revision is None else {REVISION_FIELD: revision}
+
+
 def docvalue_fields(schema: FieldSchema = DEFAULT_SCHEMA) -> list[str]:
     """The keyword fields that hold the :data:`DOCVALUE_ROLES` (those the index has), in that order."""
     return [f for role in DOCVALUE_ROLES.values() if (f := schema.keyword_field(role)) is not None]
@@ -253,9 +302,16 @@ def display_from_docvalues(
     return str(doc_id), fields
 
 
+ID_OPTIONS: dict[str, Any] = {
+    "seq_no_primary_term": True
+}  # ids_only: the _id and the stored revision, no fields
+
+
 def _display(
-    source: bool | Sequence[str] | None, docvalues: bool, schema: FieldSchema
+    source: bool | Sequence[str] | None, docvalues: bool, schema: FieldSchema, ids_only: bool = False
 ) -> tuple[bool | list[str], dict[str, Any]]:
+    if ids_only:
+        return False, dict(ID_OPTIONS)
     if docvalues:
         return False, docvalue_options(schema)
     if source is None:
@@ -272,12 +328,15 @@ def bm25_request(
     track_total_hits: bool | int = True,
     docvalues: bool = False,
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
+    ids_only: bool = False,
 ) -> SearchRequest:
     """BM25's top ``size``; ``source`` None: the :func:`display_fields`; ``docvalues``: hits carry
-    :func:`docvalue_fields` instead of ``_id``/``_source``."""
-    shown, extra = _display(source, docvalues, schema)
+    :func:`docvalue_fields` instead of ``_id``/``_source``; ``ids_only``: hits carry their ``_id`` and stored
+    revision only; ``lexical``: the index's own clause (:func:`lexical_query`)."""
+    shown, extra = _display(source, docvalues, schema, ids_only)
     return SearchRequest(
-        query=bm25_query(text, schema=schema),
+        query=lexical_query(text, lexical, schema=schema),
         filter=tuple(filters),
         size=size,
         source=shown,
@@ -286,8 +345,21 @@ def bm25_request(
     )
 
 
-def knn_clause(field: str, vector: Sequence[float], *, k: int, boost: float = 1.0) -> KnnClause:
-    return KnnClause(field, tuple(float(x) for x in vector), k=k, boost=boost)
+def knn_clause(
+    field: str,
+    vector: Sequence[float],
+    *,
+    k: int,
+    boost: float = 1.0,
+    exact: bool = False,
+    similarity: str | None = None,
+) -> KnnClause:
+    """``k`` nearest neighbours of ``vector`` on ``field``; ``exact``: every pre-filtered document scored by
+    ``similarity`` (the field's), no HNSW graph."""
+    values = tuple(float(x) for x in vector)
+    if exact:
+        return KnnClause(field, values, k=k, boost=boost, exact=True, similarity=similarity or "cosine")
+    return KnnClause(field, values, k=k, boost=boost)
 
 
 def knn_request(
@@ -300,11 +372,15 @@ def knn_request(
     track_total_hits: bool | int = True,
     docvalues: bool = False,
     schema: FieldSchema = DEFAULT_SCHEMA,
+    exact: bool = False,
+    similarity: str | None = None,
+    ids_only: bool = False,
 ) -> SearchRequest:
-    """``size`` nearest neighbours (``k = size``) of ``vector`` among the documents that pass ``filters``."""
-    shown, extra = _display(source, docvalues, schema)
+    """``size`` nearest neighbours (``k = size``) of ``vector`` among the documents that pass ``filters``
+    (``exact``: :func:`knn_clause`; ``ids_only``: :func:`bm25_request`)."""
+    shown, extra = _display(source, docvalues, schema, ids_only)
     return SearchRequest(
-        knn=(knn_clause(field, vector, k=size),),
+        knn=(knn_clause(field, vector, k=size, exact=exact, similarity=similarity),),
         filter=tuple(filters),
         size=size,
         source=shown,
@@ -320,10 +396,11 @@ def candidates_request(
     filters: Sequence[Mapping[str, Any]] = (),
     aggs: Mapping[str, Any] | None = None,
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
 ) -> SearchRequest:
     """Size 0: the filtered candidate set (BM25 matches or any kNN clause's top ``k``), counted and faceted."""
     return SearchRequest(
-        query=bm25_query(text, schema=schema) if text is not None else None,
+        query=lexical_query(text, lexical, schema=schema) if text is not None else None,
         knn=tuple(knn),
         filter=tuple(filters),
         size=0,
@@ -345,14 +422,16 @@ def native_request(
     source: bool | Sequence[str] | None = None,
     docvalues: bool = False,
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
+    ids_only: bool = False,
 ) -> SearchRequest:
     """One request whose score is the engine's own sum of the boosted BM25 and kNN scores.
 
-    Each kNN clause carries its own boost; ``text=None`` leaves BM25 out.
+    Each kNN clause carries its own boost; ``text=None`` leaves BM25 out; ``ids_only``: :func:`bm25_request`.
     """
-    shown, extra = _display(source, docvalues, schema)
+    shown, extra = _display(source, docvalues, schema, ids_only)
     return SearchRequest(
-        query=bm25_query(text, boost=bm25_boost, schema=schema) if text is not None else None,
+        query=lexical_query(text, lexical, boost=bm25_boost, schema=schema) if text is not None else None,
         knn=tuple(knn),
         filter=tuple(filters),
         size=size,
@@ -382,11 +461,17 @@ def native_hybrid_request(
 
 @dataclass(frozen=True)
 class Retriever:
-    """A retriever that runs: its weight and the vector field it searches (None for BM25)."""
+    """A retriever that runs: its weight and the vector field it searches (None for BM25).
+
+    ``exact``: the field is searched exactly (every pre-filtered document scored by ``similarity``), not
+    through an HNSW graph: an attached index without a k-NN setting.
+    """
 
     name: str
     weight: float
     field: str | None
+    exact: bool = False
+    similarity: str | None = None
 
 
 def retriever_request(
@@ -397,17 +482,23 @@ def retriever_request(
     window: int,
     filters: Sequence[Mapping[str, Any]],
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
+    ids_only: bool = False,
 ) -> SearchRequest:
     """One retriever's top ``window`` hits under ``filters`` (kNN: pre-filtered, ``k = window``).
 
-    Hits carry the display fields from doc values, not ``_source`` (:func:`docvalue_options`).
+    Hits carry the display fields from doc values, not ``_source`` (:func:`docvalue_options`); with
+    ``ids_only`` (an attached index, whose text fields have no doc values) their ``_id`` and stored revision
+    only: the page's fields are read once it is ranked. BM25 is ``lexical`` when the index has its own clause
+    (:func:`lexical_query`).
     """
     if retriever.field is None:
         if text is None:
             raise ValidationError("bm25 needs query text", field="text")
         return bm25_request(
-            text, size=window, filters=filters, track_total_hits=False, docvalues=True, schema=schema
-        )
+            text, size=window, filters=filters, track_total_hits=False, docvalues=not ids_only,
+            schema=schema, lexical=lexical, ids_only=ids_only,
+        )  # fmt: skip
     if vector is None:
         raise ValidationError(f"{retriever.name} needs a query vector", field="weights")
     return knn_request(
@@ -416,8 +507,11 @@ def retriever_request(
         size=window,
         filters=filters,
         track_total_hits=False,
-        docvalues=True,
+        docvalues=not ids_only,
         schema=schema,
+        exact=retriever.exact,
+        similarity=retriever.similarity,
+        ids_only=ids_only,
     )
 
 
@@ -426,7 +520,14 @@ def knn_clauses(
 ) -> tuple[KnnClause, ...]:
     """The kNN clauses of ``retrievers`` (BM25 skipped); ``boosted``: each clause's boost is its weight."""
     return tuple(
-        knn_clause(r.field, vectors[r.name], k=k, boost=r.weight if boosted else 1.0)
+        knn_clause(
+            r.field,
+            vectors[r.name],
+            k=k,
+            boost=r.weight if boosted else 1.0,
+            exact=r.exact,
+            similarity=r.similarity,
+        )
         for r in retrievers
         if r.field is not None
     )
@@ -440,8 +541,10 @@ def facets_request(
     window: int,
     filters: Sequence[Mapping[str, Any]],
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
 ) -> SearchRequest:
-    """Size 0: count and facet the filtered candidate set (BM25 matches or any kNN retriever's top ``window``)."""
+    """Size 0: count and facet the filtered candidate set (BM25 matches or any kNN retriever's top ``window``;
+    an exact kNN clause matches every pre-filtered document that has the vector)."""
     use_text = text if any(r.field is None for r in retrievers) else None
     return candidates_request(
         use_text,
@@ -449,6 +552,7 @@ def facets_request(
         filters=filters,
         aggs=facet_aggs(schema=schema),
         schema=schema,
+        lexical=lexical,
     )
 
 
@@ -463,8 +567,11 @@ def native_search_request(
     filters: Sequence[Mapping[str, Any]],
     facets: bool,
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
+    ids_only: bool = False,
 ) -> SearchRequest:
-    """``native``: one request, score = the engine's sum of weight * BM25 and weight * kNN (``k = window``)."""
+    """``native``: one request, score = the engine's sum of weight * BM25 and weight * kNN (``k = window``);
+    ``lexical`` and ``ids_only``: :func:`retriever_request`."""
     bm25 = next((r for r in retrievers if r.field is None), None)
     return native_request(
         text if bm25 is not None else None,
@@ -474,8 +581,10 @@ def native_search_request(
         bm25_boost=bm25.weight if bm25 is not None else 1.0,
         filters=filters,
         aggs=facet_aggs(schema=schema) if facets else None,
-        docvalues=True,
+        docvalues=not ids_only,
         schema=schema,
+        lexical=lexical,
+        ids_only=ids_only,
     )
 
 
@@ -484,12 +593,14 @@ __all__ = [
     "DOCVALUE_ROLES",
     "FACET_ROLES",
     "FACET_SIZE",
+    "ID_OPTIONS",
     "KEYWORD_FILTERS",
     "MULTI_VALUED_DISPLAY",
     "PRICE_RANGES",
     "REVISION_FIELD",
     "Retriever",
     "Revision",
+    "attached_display",
     "bm25_query",
     "bm25_request",
     "candidates_request",
@@ -502,10 +613,12 @@ __all__ = [
     "facet_names",
     "facets_request",
     "filter_clauses",
+    "hit_display",
     "hit_revision",
     "knn_clause",
     "knn_clauses",
     "knn_request",
+    "lexical_query",
     "native_hybrid_request",
     "native_request",
     "native_search_request",

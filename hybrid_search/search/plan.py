@@ -25,7 +25,7 @@ silent no-op.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hybrid_search.encoders.roles import PHOTO_ROLES
@@ -174,8 +174,13 @@ def plan(
     encoders: Collection[str],
     records: Mapping[str, Any],
     role_fields: Mapping[str, str],
+    exact: bool = False,
 ) -> Plan:
-    """The plan of ``query`` on an index with these vector ``records`` and these configured encoder roles."""
+    """The plan of ``query`` on an index with these vector ``records`` and these configured encoder roles.
+
+    ``exact``: the index's vectors are searched exactly (an attached index without HNSW), each field with the
+    similarity its record names.
+    """
     retrievers = choose_retrievers(
         has_text=query.text is not None,
         has_image=query.image is not None,
@@ -184,6 +189,13 @@ def plan(
         encoders=list(encoders),
         fields=index_fields(records, role_fields),
     )
+    if exact:
+        retrievers = [
+            replace(r, exact=True, similarity=str(records[r.field].get("similarity") or "cosine"))
+            if r.field is not None
+            else r
+            for r in retrievers
+        ]
     ranking = RankingConfig(
         method=query.method,
         normaliser=query.normaliser,

@@ -9,6 +9,10 @@
   query's schema), except those :class:`~hybrid_search.search.display.DisplayCache` holds for the same stored
   revision of a product; with ``"docvalues"`` they stay (colour lowercased, ``categories`` instead of
   ``category_path``), and only titles longer than the title's keyword limit are read from ``_source``;
+- an attached index (a shop's, whose text fields have no doc values): retrieval read only ``_id`` and revision;
+  one ``_mget`` of the page reads the role fields from ``_source`` (as with ``"source"``, through the display
+  cache), whatever ``search_display`` says, and each hit is shown under the shop's id (it was ranked by its
+  ``_id``) with the own index's keys (:func:`~hybrid_search.search.bodies.attached_display`);
 - total and facets: from the facet request (or the ``native`` response); without facets the total is the
   number of candidates, a lower bound;
 - the ``fusion`` information: which fusion ranked, with which parameters and weights.
@@ -26,9 +30,10 @@ from hybrid_search.ranking.fusion import FusedHit
 from hybrid_search.ranking.rankers import Ranking
 from hybrid_search.search.bodies import (
     REVISION_FIELD,
+    attached_display,
     display_fields,
-    display_from_docvalues,
     display_from_source,
+    hit_display,
     retriever_request,
 )
 from hybrid_search.search.display import DisplayCache, revision_key
@@ -66,12 +71,21 @@ def present(
     else:
         explains = {f.doc_id: _contributions(f) for f in ranked}
     fields = retrieved.candidates.fields
-    hits = [
-        SearchHit(f.doc_id, start + n + 1, f.score, dict(fields.get(f.doc_id, {})), explains.get(f.doc_id))
-        for n, f in enumerate(ranked)
-    ]
     times = dict(timings)
-    _display(engine, index, hits, display, cache, times, query.schema)
+    if query.attached is None:
+        hits = [
+            SearchHit(
+                f.doc_id, start + n + 1, f.score, dict(fields.get(f.doc_id, {})), explains.get(f.doc_id)
+            )
+            for n, f in enumerate(ranked)
+        ]
+        _display(engine, index, hits, display, cache, times, query.schema)
+    else:
+        stored = _stored(engine, index, ranked, fields, cache, times, display_fields(query.attached.schema))
+        hits = []
+        for n, f in enumerate(ranked):  # ranked by _id, shown under the shop's id
+            shown = attached_display(f.doc_id, stored.get(f.doc_id, {}), query.attached)
+            hits.append(SearchHit(shown["id"], start + n + 1, f.score, shown, explains.get(f.doc_id)))
 
     counts = retrieved.counts
     facets = None
@@ -149,7 +163,14 @@ def _native_parts(
             only_page = [*query.filters, {"ids": {"values": ids}}]
             requests.append(
                 retriever_request(
-                    r, text=query.text, vector=None, window=len(ids), filters=only_page, schema=query.schema
+                    r,
+                    text=query.text,
+                    vector=None,
+                    window=len(ids),
+                    filters=only_page,
+                    schema=query.schema,
+                    lexical=query.lexical,
+                    ids_only=query.attached is not None,
                 )
             )
         else:
@@ -161,13 +182,14 @@ def _native_parts(
                     window=query.window,
                     filters=query.filters,
                     schema=query.schema,
+                    ids_only=query.attached is not None,
                 )
             )
     responses = engine.msearch(index, requests)
     out: dict[str, dict[str, dict[str, Any]]] = {doc_id: {} for doc_id in ids}
     for r, resp in zip(plan.retrievers, responses, strict=True):
         found = {
-            display_from_docvalues(h, query.schema)[0]: (n + 1, float(h["_score"]))
+            hit_display(h, query.schema, query.attached)[0]: (n + 1, float(h["_score"]))
             for n, h in enumerate(resp["hits"]["hits"])
         }
         for doc_id in ids:
@@ -218,6 +240,32 @@ def _display(
             hit.fields.update(display_from_source(hit.id, source, schema))
         elif source.get(schema.title) is not None:
             hit.fields["title"] = source[schema.title]
+
+
+def _stored(
+    engine: SearchEngine,
+    index: str,
+    ranked: Sequence[FusedHit],
+    fields: Mapping[str, Mapping[str, Any]],
+    cache: DisplayCache,
+    timings: dict[str, Any],
+    names: list[str],
+) -> dict[str, dict[str, Any]]:
+    """``{_id: stored fields}`` of the page of an attached index: from the cache for a revision read before,
+    else one ``_mget`` of ``names`` (cached by revision)."""
+    keys = {f.doc_id: revision_key(f.doc_id, fields.get(f.doc_id, {}).get(REVISION_FIELD)) for f in ranked}
+    cached = cache.get_many(k for k in keys.values() if k is not None)
+    found = {doc: cached[k] for doc, k in keys.items() if k is not None and k in cached}
+    wanted = [doc for doc in keys if doc not in found]
+    if wanted:
+        t = time.perf_counter()
+        fetched = engine.get_fields(index, wanted, names)
+        timings["display_ms"] = elapsed_ms(t)
+        for doc, values in fetched.items():
+            if (key := keys.get(doc)) is not None:
+                cache.put(key, values)
+        found.update(fetched)
+    return found
 
 
 __all__ = ["fusion_info", "present"]

@@ -7,7 +7,8 @@ from the same candidates, so pages continue each other exactly. ``native``: one 
 ranks and pages itself, with the facets in the same request.
 
 Hits carry their display fields from doc values, never a hit's stored ``_source`` (it holds every vector of the
-product). The result is a :class:`Retrieved`: the :class:`~hybrid_search.ranking.rankers.Candidates` the ranker
+product); on an attached index (a shop's, whose text fields have no doc values) only their ``_id`` and stored
+revision, and :mod:`.present` reads the page's fields (:func:`~hybrid_search.search.bodies.hit_display`). The result is a :class:`Retrieved`: the :class:`~hybrid_search.ranking.rankers.Candidates` the ranker
 ranks, per-retriever information for the response, and the raw response that holds the total and the facets.
 Only :mod:`hybrid_search.engine` talks to the engine; this stage hands it requests and reads plain dicts.
 """
@@ -23,8 +24,8 @@ from hybrid_search.engine import SearchEngine, SearchRequest
 from hybrid_search.ranking.fusion import Hit
 from hybrid_search.ranking.rankers import NATIVE, Candidates
 from hybrid_search.search.bodies import (
-    display_from_docvalues,
     facets_request,
+    hit_display,
     native_search_request,
     retriever_request,
 )
@@ -70,6 +71,8 @@ def retrieve_lists(
             window=query.window,
             filters=query.filters,
             schema=query.schema,
+            lexical=query.lexical,
+            ids_only=query.attached is not None,
         )
         for r in plan.retrievers
     ]
@@ -82,6 +85,7 @@ def retrieve_lists(
                 window=query.window,
                 filters=query.filters,
                 schema=query.schema,
+                lexical=query.lexical,
             )
         )
     t = time.perf_counter()
@@ -95,7 +99,7 @@ def retrieve_lists(
         hits = response.get("hits", {}).get("hits", [])
         listed: list[Hit] = []
         for h in hits:
-            doc_id, shown = display_from_docvalues(h, query.schema)
+            doc_id, shown = hit_display(h, query.schema, query.attached)
             listed.append(Hit(doc_id, float(h["_score"])))
             fields.setdefault(doc_id, shown)
         lists[r.name] = listed
@@ -119,7 +123,8 @@ def _engine_ranked(engine: SearchEngine, index: str, plan: Plan, vectors: QueryV
     query = plan.query
     request = native_search_request(
         plan.retrievers, text=query.text, vectors=vectors.vectors, window=query.window, page=query.page,
-        size=query.size, filters=query.filters, facets=query.facets, schema=query.schema,
+        size=query.size, filters=query.filters, facets=query.facets, schema=query.schema, lexical=query.lexical,
+        ids_only=query.attached is not None,
     )  # fmt: skip
     t = time.perf_counter()
     response = engine.search(index, request)
@@ -127,7 +132,7 @@ def _engine_ranked(engine: SearchEngine, index: str, plan: Plan, vectors: QueryV
     ranked: list[Hit] = []
     fields: dict[str, dict[str, Any]] = {}
     for h in response.get("hits", {}).get("hits", []):
-        doc_id, shown = display_from_docvalues(h, query.schema)
+        doc_id, shown = hit_display(h, query.schema, query.attached)
         ranked.append(Hit(doc_id, float(h["_score"])))
         fields.setdefault(doc_id, shown)
     info = {

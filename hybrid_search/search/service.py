@@ -10,6 +10,11 @@ vector records (read once per index and kept for ``VECTOR_RECORDS_TTL_S``), its 
 (read with the index's ``_meta``, which the engine adapter caches), the field schema of the indices it searches
 (:class:`~hybrid_search.catalog.schema.FieldSchema`: which engine field serves each product role), and the
 display cache.
+
+Each query first resolves the profile of its index (:mod:`hybrid_search.search.profile`): the layer's own index,
+or a shop's index whose attachment its ``_meta`` records (read with the ``_meta`` the engine adapter caches, and
+parsed again only when it changes). The profile's schema, vector fields, lexical query and kNN mode are then what
+every stage reads.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybrid_search.catalog.attachment import AttachConfig
 from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.engine import SearchEngine, create_engine
 from hybrid_search.engine.definition import vector_roles
@@ -32,10 +38,11 @@ from hybrid_search.search.display import DisplayCache
 from hybrid_search.search.encode import encode
 from hybrid_search.search.plan import plan
 from hybrid_search.search.present import present
+from hybrid_search.search.profile import IndexProfile, attached_profile, lexical_clause, own_profile
 from hybrid_search.search.query import SearchQuery
 from hybrid_search.search.response import SearchResponse, elapsed_ms
 from hybrid_search.search.retrieve import retrieve, retrieve_lists
-from hybrid_search.search.understand import default_weights, understand
+from hybrid_search.search.understand import StructuredQuery, default_weights, understand
 from hybrid_search.settings import Settings
 
 VECTOR_RECORDS_TTL_S = 60.0
@@ -83,7 +90,8 @@ class SearchService:
 
     ``use_tuned=False``: ignore the index's tuned configuration, so what a query leaves unset always comes
     from the settings (the evaluation runner compares fixed methods this way). ``schema``: the field names of
-    the indices it searches (default: the layer's own index).
+    the indices it searches (default: the layer's own index); an attached index brings its own
+    (:meth:`profile`).
     """
 
     def __init__(
@@ -104,6 +112,8 @@ class SearchService:
             str(spec.get("source")): name for name, spec in vector_roles(settings.mappings_dir).items()
         }
         self._records: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._own = own_profile(schema, self._role_fields)
+        self._profiles: dict[str, tuple[dict[str, Any], IndexProfile]] = {}
         self._lock = threading.Lock()
         self.display_cache = DisplayCache(settings.search_display_cache)
 
@@ -125,12 +135,14 @@ class SearchService:
         """Run ``query`` on ``index`` (default: the settings' alias), one stage after the other."""
         started = time.perf_counter()
         index = index or self.settings.index_alias
-        structured = understand(query, self.settings, tuned=self.tuned(index), schema=self.schema)
+        profile = self.profile(index)
+        structured = self._understand(query, index, profile)
         records = self.vector_records(index)
-        planned = plan(structured, encoders=self.encoders, records=records, role_fields=self._role_fields)
+        planned = plan(structured, encoders=self.encoders, records=records, role_fields=profile.role_fields,
+                       exact=profile.exact_knn)  # fmt: skip
         vectors = encode(planned, self.encoders, records, self.settings, index=index)
         retrieved = retrieve(self.engine, index, planned, vectors)
-        sources = self._sources(index)
+        sources = self._sources(index, profile.schema)
         t = time.perf_counter()
         ranking = rank(planned.ranking, retrieved.candidates, sources)
         timings = {
@@ -153,25 +165,60 @@ class SearchService:
         :meth:`search` returns, so offline tuning can try many fusion settings on one fetch per query.
         """
         index = index or self.settings.index_alias
-        structured = understand(query, self.settings, tuned=self.tuned(index), schema=self.schema)
+        profile = self.profile(index)
+        structured = self._understand(query, index, profile)
         records = self.vector_records(index)
-        planned = plan(structured, encoders=self.encoders, records=records, role_fields=self._role_fields)
+        planned = plan(structured, encoders=self.encoders, records=records, role_fields=profile.role_fields,
+                       exact=profile.exact_knn)  # fmt: skip
         vectors = encode(planned, self.encoders, records, self.settings, index=index)
         retrieved = retrieve_lists(self.engine, index, planned, vectors, facets=False)
         return {name: list(hits) for name, hits in retrieved.candidates.lists.items()}
 
-    def _sources(self, index: str) -> RankingSources:
+    def _understand(self, query: SearchQuery, index: str, profile: IndexProfile) -> StructuredQuery:
+        """Stage 1 over the index's profile; an attached index's stored lexical template is rendered first
+        (one more round trip)."""
+        return understand(
+            query, self.settings, tuned=self.tuned(index), schema=profile.schema,
+            lexical=lexical_clause(self.engine, profile, query.text), attached=profile.attachment,
+        )  # fmt: skip
+
+    def _sources(self, index: str, schema: FieldSchema) -> RankingSources:
         """What a ranker may read from ``index``: its models (read only when used) and stored fields."""
         return RankingSources(
             adaptive_model=functools.partial(self.adaptive, index),
             learned_model=functools.partial(self._learned_model, index),
-            fetch_titles=functools.partial(self._titles, index),
+            fetch_titles=functools.partial(self._titles, index, schema.title),
         )
 
-    def _titles(self, index: str, ids: Sequence[str]) -> dict[str, str | None]:
-        """The stored titles of ``ids`` in ``index`` (those it has)."""
-        title = self.schema.title
+    def _titles(self, index: str, title: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """The stored titles (field ``title``) of ``ids`` in ``index`` (those it has)."""
         return {doc: fields.get(title) for doc, fields in self.engine.get_fields(index, ids, [title]).items()}
+
+    # ---- the index ------------------------------------------------------------------------------------
+
+    def profile(self, index: str | None = None) -> IndexProfile:
+        """How ``index`` (default: the settings' alias) is searched: the attachment its ``_meta`` records
+        (a shop's index), else the layer's own index with this service's schema.
+
+        Read with the index's ``_meta``, which the engine adapter caches; the attachment is parsed again only
+        when it changed. A damaged attachment is a ``ConfigurationError``.
+        """
+        index = index or self.settings.index_alias
+        data = self.engine.attachment_meta(index)
+        if not data:
+            return self._own
+        with self._lock:
+            cached = self._profiles.get(index)
+        if cached is not None and cached[0] == data:
+            return cached[1]
+        profile = attached_profile(AttachConfig.from_meta(data))
+        with self._lock:
+            self._profiles[index] = (dict(data), profile)
+        return profile
+
+    def schema_of(self, index: str | None = None) -> FieldSchema:
+        """The field roles of ``index`` (:meth:`profile`)."""
+        return self.profile(index).schema
 
     # ---- configuration --------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hybrid_search.catalog.attachment import AttachConfig
 from hybrid_search.catalog.schema import DEFAULT_SCHEMA, FieldSchema
 from hybrid_search.search.query import ImageInput, SearchQuery, check_page
 from hybrid_search.settings import Settings
@@ -28,7 +29,10 @@ class StructuredQuery:
     ``filters``: the filter clauses every retriever applies; ``weights``: the query's own weights (None: it
     set none); ``default_weights``: each retriever's weight where the query sets none (the settings', then the
     index's tuned weights); ``photo_kind_weight`` / ``photo_kind_neighbours``: the kind term of photo fusion;
-    ``schema``: the index's field names, which every later stage's requests and hits read.
+    ``schema``: the index's field names, which every later stage's requests and hits read; ``lexical``: the
+    index's own BM25 clause for this text (an attached shop's query; None: the schema's ``multi_match``);
+    ``attached``: the attachment of a shop's index (hits read from ``_source``, shown under the shop's ids),
+    None for the layer's own (:mod:`hybrid_search.search.profile`).
     """
 
     text: str | None
@@ -47,6 +51,8 @@ class StructuredQuery:
     photo_kind_weight: float
     photo_kind_neighbours: int
     schema: FieldSchema = DEFAULT_SCHEMA
+    lexical: Mapping[str, Any] | None = None
+    attached: AttachConfig | None = None
 
 
 def default_weights(settings: Settings) -> dict[str, float]:
@@ -68,12 +74,15 @@ def understand(
     *,
     tuned: Mapping[str, Any],
     schema: FieldSchema = DEFAULT_SCHEMA,
+    lexical: Mapping[str, Any] | None = None,
+    attached: AttachConfig | None = None,
 ) -> StructuredQuery:
     """``query`` with each parameter it leaves unset taken from ``tuned``, else from ``settings``.
 
     ``tuned``: the index's checked tuned configuration (:meth:`hybrid_search.search.SearchService.tuned`,
     ``{}`` for none); its weights replace the settings' default weights of the retrievers they name.
-    ``schema``: the index's field roles; the filters become clauses on its fields.
+    ``schema``: the index's field roles; the filters become clauses on its fields. ``lexical`` and
+    ``attached``: what the index's profile adds (:class:`StructuredQuery`).
     Raises :class:`hybrid_search.errors.ValidationError` (``page``) for a page beyond the rank window.
     """
     method = query.fusion or tuned.get("fusion") or settings.fusion_method
@@ -101,6 +110,8 @@ def understand(
         photo_kind_weight=settings.photo_kind_weight,
         photo_kind_neighbours=settings.photo_kind_neighbours,
         schema=schema,
+        lexical=lexical,
+        attached=attached,
     )
 
 

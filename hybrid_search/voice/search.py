@@ -133,7 +133,7 @@ class VoiceSearch:
         started = time.perf_counter()
         audio = decode_audio(data, max_seconds=self.max_seconds)
         decoded_ms = round((time.perf_counter() - started) * 1000, 3)
-        schema = self.service.schema
+        schema = self.service.schema_of(self.index)  # an attached shop index: its names
         vocabulary = None
         if biasing and self.vocabulary is not None:
             vocabulary = self.vocabulary.get(self.index, schema=schema)

@@ -9,13 +9,25 @@ version) the test says so.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from hybrid_search.engine import EncoderRef, KnnClause, SearchEngine, SearchRequest, load_definition
+from hybrid_search.engine import (
+    ConditionalResult,
+    ConditionalUpdate,
+    EncoderRef,
+    IndexState,
+    KnnClause,
+    SearchEngine,
+    SearchRequest,
+    load_definition,
+)
 from hybrid_search.errors import (
     EncoderMismatchError,
+    EngineError,
     EngineRequestError,
     IndexNotFoundError,
     ValidationError,
@@ -410,3 +422,370 @@ def test_tuned_config_must_be_plain_json_and_the_index_must_exist(engine: Search
         engine.set_tuned_config(f"{alias}-missing", {"fusion": "rrf"})
     with pytest.raises(IndexNotFoundError):
         engine.tuned_config(f"{alias}-missing")
+
+
+# ---- attaching to a shop's existing index (issue #16) ----------------------------------------------------
+
+SHOP_DOCS: list[dict[str, Any]] = [
+    {"sku": "sk1", "name": "Red rain coat", "colours": ["red"], "price_usd": 40.0},
+    {"sku": "sk2", "name": "Blue rain coat", "colours": ["blue"], "price_usd": 50.0},
+    {"sku": "sk3", "name": "Blue wool hat", "colours": ["blue"], "price_usd": 15.0},
+    {"sku": "sk4", "name": "Green scarf", "colours": ["green"], "price_usd": 20.0},
+    {"sku": "sk5", "name": "Yellow boots", "colours": ["yellow"], "price_usd": 70.0},
+]
+HS_VECTORS = {  # what the layer's hs_text_vector would hold, as (1 + cos) / 2 against (1, 0, 0, 0) is easy
+    "sk1": [1.0, 0.0, 0.0, 0.0],
+    "sk2": [0.6, 0.8, 0.0, 0.0],
+    "sk3": [0.0, 1.0, 0.0, 0.0],
+    "sk4": [0.0, 0.0, 1.0, 0.0],
+}
+HS_RECORDS = {"hs_text_vector": {"encoder": "fake-text", "version": "1", "dim": 4, "similarity": "cosine"}}
+
+
+def shop_body(engine: SearchEngine, *, knn: bool = False) -> dict[str, Any]:
+    """A shop's own index: strict mapping, its own ``_meta``, no k-NN setting (unless ``knn``), an alias."""
+    index: dict[str, Any] = {"number_of_shards": 1, "number_of_replicas": 0}
+    if knn and engine.kind == "opensearch":
+        index["knn"] = True
+    price = (  # the local Elasticsearch node has no mapper-extras (no scaled_float)
+        {"type": "scaled_float", "scaling_factor": 100} if engine.kind == "opensearch" else {"type": "float"}
+    )
+    return {
+        "settings": {"index": index},
+        "mappings": {
+            "dynamic": "strict",
+            "_meta": {"owner": "shop-team", "hybrid_search": {"note": "the shop's, kept"}},
+            "_source": {"excludes": ["internal_notes"]},
+            "properties": {
+                "sku": {"type": "keyword"},
+                "name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+                "colours": {"type": "keyword"},
+                "price_usd": price,
+                "internal_notes": {"type": "text"},
+            },
+        },
+    }
+
+
+def shop_write(engine: SearchEngine, index: str, docs: list[dict[str, Any]]) -> None:
+    """The shop's own writes (index API by sku), not the layer's."""
+    actions = [{"_op_type": "index", "_index": index, "_id": d["sku"], "_source": d} for d in docs]
+    assert all(ok for ok, _ in engine._bulk(actions, True))
+
+
+@pytest.fixture
+def shop(engine: SearchEngine) -> Iterator[str]:
+    """A private shop index name (``t-enga-<hex>``); every index whose name starts with it is deleted after."""
+    name = f"t-enga-{uuid.uuid4().hex[:10]}"
+    yield name
+    for index in engine._indices(f"{name}*"):
+        engine.delete_index(index)
+
+
+@pytest.fixture
+def shop_index(engine: SearchEngine, shop: str) -> str:
+    engine.create_raw_index(shop, {**shop_body(engine), "aliases": {f"{shop}-live": {}}})
+    shop_write(engine, shop, SHOP_DOCS)
+    return shop
+
+
+def test_index_state_describes_a_shop_index(engine: SearchEngine, shop_index: str) -> None:
+    state = engine.index_state(f"{shop_index}-live")  # through its alias
+    assert isinstance(state, IndexState)
+    assert (state.name, state.aliases, state.engine) == (shop_index, (f"{shop_index}-live",), engine.kind)
+    assert state.dynamic == "strict" and state.documents == 5
+    assert (
+        state.source_enabled and state.source_excludes == ("internal_notes",) and state.source_includes == ()
+    )
+    assert state.properties["name"] == {"type": "text", "fields": {"raw": {"type": "keyword"}}}
+    assert state.meta == {"owner": "shop-team", "hybrid_search": {"note": "the shop's, kept"}}
+    assert state.knn_setting is (engine.kind == "elasticsearch")  # OpenSearch: index.knn not set
+    with pytest.raises(IndexNotFoundError):
+        engine.index_state(f"{shop_index}-missing")
+
+
+def test_add_fields_and_the_meta_block_keep_everything_of_the_shop(
+    engine: SearchEngine, shop_index: str
+) -> None:
+    engine.add_fields(shop_index, {"hs_content_hash": {"type": "keyword"}})
+    assert engine.attachment_meta(shop_index) is None
+    attached = {"index": shop_index, "fields": {"id": "sku", "title": "name"}, "attached_at": "2025-01-01"}
+    assert (
+        engine.update_meta_block(f"{shop_index}-live", {"vectors": HS_RECORDS, "attached": attached})
+        == shop_index
+    )
+    assert engine.attachment_meta(shop_index) == attached
+    assert engine.attachment_meta(f"{shop_index}-live") == attached
+    got = engine.attachment_meta(shop_index)
+    assert got is not None
+    got["fields"]["id"] = "changed"  # a copy
+    assert engine.attachment_meta(shop_index) == attached
+    assert engine.vector_records(shop_index) == HS_RECORDS
+    engine.set_tuned_config(shop_index, {"fusion": "rrf"})  # a user of update_meta_block: keeps the rest
+    state = engine.index_state(shop_index)
+    assert state.meta == {
+        "owner": "shop-team",
+        "hybrid_search": {"note": "the shop's, kept", "vectors": HS_RECORDS, "attached": attached,
+                          "tuned": {"fusion": "rrf"}},
+    }  # fmt: skip
+    assert state.dynamic == "strict" and state.properties["hs_content_hash"] == {"type": "keyword"}
+    assert set(state.properties) == {
+        "sku",
+        "name",
+        "colours",
+        "price_usd",
+        "internal_notes",
+        "hs_content_hash",
+    }
+    engine.update_meta_block(shop_index, {"attached": None, "vectors": None, "tuned": None})
+    assert engine.attachment_meta(shop_index) is None
+    assert engine.index_state(shop_index).meta == {
+        "owner": "shop-team",
+        "hybrid_search": {"note": "the shop's, kept"},
+    }
+    with pytest.raises(ValidationError, match="plain JSON"):
+        engine.update_meta_block(shop_index, {"attached": {"x": float("nan")}})
+    with pytest.raises(EngineRequestError):  # the engine refuses a field that exists with another type
+        engine.add_fields(shop_index, {"sku": {"type": "long"}})
+    with pytest.raises(IndexNotFoundError):
+        engine.update_meta_block(f"{shop_index}-missing", {"attached": {}})
+
+
+def _with_vectors(engine: SearchEngine, index: str, *, approximate: bool) -> None:
+    mapping = engine.vector_mapping("hs_text_vector", 4, "cosine", approximate=approximate)
+    # one request: on OpenSearch 2.19 a later _mapping update fails the shard of an index without index.knn
+    engine.add_fields(index, {"hs_text_vector": mapping}, meta={"vectors": HS_RECORDS})
+    updates = [
+        ConditionalUpdate(doc_id, doc.seq_no, doc.primary_term, {"hs_text_vector": HS_VECTORS[doc_id]})
+        for doc_id, doc in engine.get_versioned(index, list(HS_VECTORS), ["sku"]).items()
+    ]
+    result = engine.update_if_unchanged(index, updates, vector_sources={"hs_text_vector": TEXT}, refresh=True)
+    assert sorted(result.written) == sorted(HS_VECTORS) and not (
+        result.conflicts or result.missing or result.errors
+    )
+
+
+def test_vector_mapping_of_each_engine(engine: SearchEngine) -> None:
+    if engine.kind == "opensearch":
+        assert engine.vector_mapping("v", 4, "cosine", approximate=False) == {
+            "type": "knn_vector",
+            "dimension": 4,
+        }
+        assert engine.vector_mapping("v", 4, "l2", approximate=True) == {
+            "type": "knn_vector",
+            "dimension": 4,
+            "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2",
+                       "parameters": {"m": 16, "ef_construction": 100}},
+        }  # fmt: skip
+    else:
+        for approximate in (True, False):  # Elasticsearch adds an HNSW field to any index
+            assert engine.vector_mapping("v", 4, "dot_product", approximate=approximate) == {
+                "type": "dense_vector",
+                "dims": 4,
+                "index": True,
+                "similarity": "dot_product",
+                "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+            }
+
+
+def test_exact_knn_on_a_shop_index_without_the_knn_setting(engine: SearchEngine, shop_index: str) -> None:
+    """OpenSearch, index without ``index.knn``: the bare knn_vector is accepted, the ``knn`` query is refused,
+    exact kNN (knn_score) pre-filters and scores (1 + cos) / 2 like the approximate query. Elasticsearch: the
+    HNSW field serves the approximate kNN; its exact body is checked only (the local node has no painless)."""
+    query = (1.0, 0.0, 0.0, 0.0)
+    blue = ({"term": {"colours": "blue"}},)
+    exact = KnnClause("hs_text_vector", query, k=3, exact=True)
+    if engine.kind == "opensearch":
+        with pytest.raises(EngineRequestError, match=r"index\.knn"):
+            engine.add_fields(
+                shop_index, {"hs_x": engine.vector_mapping("hs_x", 4, "cosine", approximate=True)}
+            )
+    _with_vectors(engine, shop_index, approximate=engine.kind == "elasticsearch")
+    if engine.kind == "elasticsearch":
+        body = engine.search_body(SearchRequest(knn=(exact,), filter=blue, size=2))
+        assert body["query"]["script_score"]["query"] == {
+            "bool": {"filter": [{"term": {"colours": "blue"}}, {"exists": {"field": "hs_text_vector"}}]}
+        }
+        assert "cosineSimilarity" in body["query"]["script_score"]["script"]["source"] and "knn" not in body
+        approx = engine.search(
+            shop_index, SearchRequest(knn=(KnnClause("hs_text_vector", query, k=2),), size=2)
+        )
+        assert ids(approx) == ["sk1", "sk2"]
+        return
+    with pytest.raises(EngineRequestError, match="not built for ANN search"):
+        engine.search(shop_index, SearchRequest(knn=(KnnClause("hs_text_vector", query, k=2),)))
+    found = engine.search(shop_index, SearchRequest(knn=(exact,), size=10))
+    # sk5 has no vector: not scored (the exists filter), not returned
+    assert ids(found) == ["sk1", "sk2", "sk3", "sk4"]
+    assert list(scores(found).values()) == pytest.approx([1.0, 0.8, 0.5, 0.5])
+    request = SearchRequest(
+        knn=(exact,), filter=blue, size=1, source=["sku"], aggs={"c": {"terms": {"field": "colours"}}},
+        extra={"docvalue_fields": ["price_usd"]},
+    )  # fmt: skip
+    response = engine.search(shop_index, request)
+    assert ids(response) == ["sk2"] and response["hits"]["total"]["value"] == 2  # pre-filtered, size applies
+    assert response["hits"]["hits"][0]["_source"] == {"sku": "sk2"}
+    assert response["hits"]["hits"][0]["fields"]["price_usd"] == [50.0]
+    assert {b["key"]: b["doc_count"] for b in response["aggregations"]["c"]["buckets"]} == {"blue": 2}
+    hybrid = SearchRequest(query={"match": {"name": "hat"}}, knn=(exact,), size=10)
+    summed = scores(engine.search(shop_index, hybrid))
+    alone = scores(engine.search(shop_index, SearchRequest(query={"match": {"name": "hat"}})))
+    assert summed["sk3"] == pytest.approx(alone["sk3"] + 0.5, rel=1e-5) and summed["sk1"] == pytest.approx(
+        1.0
+    )
+
+
+def test_exact_and_approximate_scores_agree_on_a_knn_index(engine: SearchEngine, shop: str) -> None:
+    """Where an HNSW graph exists, exact kNN gives the approximate query's scores (same (1 + cos) / 2 scale)."""
+    if engine.kind == "elasticsearch":
+        pytest.skip("exact kNN on Elasticsearch needs painless, which the local node lacks")
+    engine.create_raw_index(shop, shop_body(engine, knn=True))
+    shop_write(engine, shop, SHOP_DOCS)
+    assert engine.index_state(shop).knn_setting is True
+    _with_vectors(engine, shop, approximate=True)
+    query = (0.8, 0.6, 0.0, 0.0)
+    approx = engine.search(shop, SearchRequest(knn=(KnnClause("hs_text_vector", query, k=4),), size=4))
+    exact = engine.search(
+        shop, SearchRequest(knn=(KnnClause("hs_text_vector", query, k=4, exact=True),), size=4)
+    )
+    assert ids(exact) == ids(approx) == ["sk2", "sk1", "sk3", "sk4"]
+    assert list(scores(exact).values()) == pytest.approx(list(scores(approx).values()), rel=1e-5)
+
+
+def test_get_versioned_and_update_if_unchanged(engine: SearchEngine, shop_index: str) -> None:
+    vector = engine.vector_mapping("hs_text_vector", 4, "cosine", approximate=engine.kind == "elasticsearch")
+    fields = {"hs_text_vector": vector, "hs_content_hash": {"type": "keyword"}}
+    engine.add_fields(shop_index, fields, meta={"vectors": HS_RECORDS})
+    read = engine.get_versioned(f"{shop_index}-live", ["sk1", "sk2", "sk3", "sk4", "nope"], ["name"])
+    assert set(read) == {"sk1", "sk2", "sk3", "sk4"}
+    assert read["sk1"].source == {"name": "Red rain coat"} and read["sk1"].id == "sk1"
+    assert isinstance(read["sk1"].seq_no, int) and read["sk1"].primary_term >= 1
+    assert engine.get_versioned(shop_index, ["sk5"])["sk5"].source == SHOP_DOCS[4]  # fields None: all of it
+    # meanwhile the shop rewrites sk2 and deletes sk3
+    shop_write(engine, shop_index, [{**SHOP_DOCS[1], "price_usd": 45.0}])
+    assert engine.delete_documents(shop_index, ["sk3"], refresh=True) == 1
+
+    def update(doc_id: str, doc: dict[str, Any]) -> ConditionalUpdate:
+        v = read[doc_id]
+        return ConditionalUpdate(doc_id, v.seq_no, v.primary_term, doc)
+
+    with pytest.raises(EncoderMismatchError):  # checked against the index's _meta, nothing sent
+        engine.update_if_unchanged(shop_index, [update("sk1", {"hs_text_vector": HS_VECTORS["sk1"]})])
+    updates = [
+        update("sk1", {"hs_text_vector": HS_VECTORS["sk1"], "hs_content_hash": "h1"}),
+        update("sk2", {"hs_text_vector": HS_VECTORS["sk2"], "hs_content_hash": "h2"}),
+        update("sk3", {"hs_content_hash": "h3"}),
+        ConditionalUpdate("never", 0, 1, {"hs_content_hash": "h"}),
+        update("sk4", {"hs_text_vector": [1.0, 0.0]}),
+        update("sk4", {"hs_unknown": "x"}),  # strict mapping
+    ]
+    result = engine.update_if_unchanged(
+        f"{shop_index}-live", updates, vector_sources={"hs_text_vector": TEXT}, refresh=True
+    )
+    assert isinstance(result, ConditionalResult)
+    assert (result.written, result.conflicts, sorted(result.missing)) == (["sk1"], ["sk2"], ["never", "sk3"])
+    errors = sorted(result.errors, key=lambda e: str(e["status"]))
+    assert [(e["id"], e["kind"]) for e in errors] == [("sk4", "mapping"), ("sk4", "mapping")]
+    assert errors[0]["status"] == 400 and "hs_unknown" in errors[0]["reason"]
+    assert errors[1]["reason"] == "hs_text_vector has 2 dimensions, index expects 4"
+    sk1 = engine.get_document(shop_index, "sk1")
+    assert sk1 == {**SHOP_DOCS[0], "hs_text_vector": HS_VECTORS["sk1"], "hs_content_hash": "h1"}
+    assert engine.get_document(shop_index, "sk2") == {
+        **SHOP_DOCS[1],
+        "price_usd": 45.0,
+    }  # the shop's write won
+    assert engine.get_document(shop_index, "sk3") is None and engine.get_document(shop_index, "never") is None
+    assert engine.count(shop_index) == 4  # nothing resurrected or created
+    assert engine.update_if_unchanged(shop_index, []) == ConditionalResult()
+
+
+def test_point_in_time_pages_a_shop_index_by_its_id_field(engine: SearchEngine, shop_index: str) -> None:
+    pit = engine.open_pit(f"{shop_index}-live", keep_alive="1m")
+    shop_write(engine, shop_index, [{"sku": "sk0", "name": "Written after the PIT opened"}])
+    seen: list[str] = []
+    after: list[Any] | None = None
+    pages = 0
+    while True:
+        body: dict[str, Any] = {"size": 2, "sort": [{"sku": "asc"}], "_source": ["sku"]}
+        if after is not None:
+            body["search_after"] = after
+        response = engine.search_pit(pit, body, keep_alive="1m")
+        pit = response.get("pit_id", pit)
+        page = response["hits"]["hits"]
+        if not page:
+            break
+        pages += 1
+        seen.extend(hit["_source"]["sku"] for hit in page)
+        after = page[-1]["sort"]
+        # Elasticsearch appends its implicit _shard_doc tiebreaker to the sort values; OpenSearch 2.19 does not
+        assert len(after) == (2 if engine.kind == "elasticsearch" else 1)
+    assert seen == ["sk1", "sk2", "sk3", "sk4", "sk5"] and pages == 3  # sk0 came after the point in time
+    tiebreak = {"elasticsearch": "_shard_doc", "opensearch": "_id"}[engine.kind]
+    refused = {"elasticsearch": "_id", "opensearch": "_shard_doc"}[engine.kind]
+    assert len(ids(engine.search_pit(pit, {"size": 5, "sort": [{tiebreak: "asc"}]}))) == 5
+    with pytest.raises(EngineRequestError):
+        engine.search_pit(pit, {"size": 5, "sort": [{refused: "asc"}]})
+    engine.close_pit(pit)
+    engine.close_pit(pit)  # closed already: no error
+    with pytest.raises(EngineError):
+        engine.search_pit(pit, {"size": 1})
+    with pytest.raises(IndexNotFoundError):
+        engine.open_pit(f"{shop_index}-missing")
+
+
+def test_remove_fields_or_say_it_cannot(engine: SearchEngine, shop_index: str) -> None:
+    _with_vectors(engine, shop_index, approximate=engine.kind == "elasticsearch")
+    if (
+        engine.kind == "elasticsearch"
+    ):  # the local node has no reindex module (no _update_by_query), no painless
+        with pytest.raises(EngineError, match="cannot remove fields in place"):
+            engine.remove_fields(shop_index, ["hs_text_vector"])
+        return
+    assert engine.remove_fields(shop_index, ["hs_text_vector"], {"terms": {"sku": ["sk1", "sk2"]}}) == 2
+    assert engine.get_document(shop_index, "sk1") == SHOP_DOCS[0]
+    assert "hs_text_vector" in (engine.get_document(shop_index, "sk3") or {})
+    assert engine.remove_fields(f"{shop_index}-live", ["hs_text_vector", "hs_content_hash"]) == 2  # sk3, sk4
+    assert [engine.get_document(shop_index, d["sku"]) for d in SHOP_DOCS] == SHOP_DOCS
+    assert engine.remove_fields(shop_index, ["hs_text_vector"]) == 0
+    with pytest.raises(ValidationError):
+        engine.remove_fields(shop_index, ["photos.vector"])
+
+
+def test_render_a_stored_search_template(engine: SearchEngine) -> None:
+    template_id = f"t-enga-{uuid.uuid4().hex[:10]}"
+    if engine.kind == "elasticsearch":  # the local node has no mustache module
+        with pytest.raises(EngineError):
+            engine.render_template(template_id, {"query": "coat"})
+        return
+    source = {"query": {"multi_match": {"query": "{{query}}", "fields": ["name^3", "body"]}}}
+    engine._client.put_script(id=template_id, body={"script": {"lang": "mustache", "source": source}})  # type: ignore[attr-defined]
+    try:
+        assert engine.render_template(template_id, {"query": "red coat"}) == {
+            "query": {"multi_match": {"query": "red coat", "fields": ["name^3", "body"]}}
+        }
+    finally:
+        engine._client.delete_script(id=template_id)  # type: ignore[attr-defined]
+    with pytest.raises(EngineError, match="does not exist"):
+        engine.render_template(template_id, {"query": "coat"})
+
+
+def test_reindex_then_move_the_name_to_an_alias(engine: SearchEngine, shop_index: str) -> None:
+    new = f"{shop_index}-hs1"
+    engine.create_raw_index(new, shop_body(engine, knn=True))
+    if engine.kind == "elasticsearch":  # the local node has no reindex module
+        with pytest.raises(EngineError, match="_reindex"):
+            engine.reindex(shop_index, new)
+        return
+    assert engine.reindex(shop_index, new) == 5
+    assert engine.count(new) == 5 and engine.index_state(new).knn_setting
+    with pytest.raises(ValidationError, match="is an alias"):
+        engine.move_name_to_alias(f"{shop_index}-live", new)
+    with pytest.raises(IndexNotFoundError):
+        engine.move_name_to_alias(shop_index, f"{shop_index}-missing")
+    engine.move_name_to_alias(shop_index, new)
+    state = engine.index_state(shop_index)  # the shop's name now reaches the new index
+    assert state.name == new and shop_index in state.aliases and state.documents == 5
+    shop_write(engine, shop_index, [{"sku": "sk9", "name": "Written through the alias"}])
+    assert engine.get_document(new, "sk9") is not None
+    with pytest.raises(ValidationError, match="is an alias"):
+        engine.move_name_to_alias(shop_index, new)

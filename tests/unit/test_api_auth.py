@@ -306,12 +306,23 @@ HOSTILE = [
 ]
 
 
+# Scripts with a fixed source whose inputs are params (never text): exact kNN (the query vector), removing the
+# layer's hs_ fields (their names). Only the engine adapter may build them.
+FIXED_SCRIPTS = {
+    "hybrid_search/engine/dialects.py": {"script", "script_score"},
+    "hybrid_search/engine/base.py": {"script"},
+    "hybrid_search/engine/elasticsearch.py": {"script"},
+}
+
+
 def test_no_code_builds_a_query_string_query() -> None:
-    """No string in the package is one of the parsing query types (a dict key would be exactly that)."""
+    """No string in the package is one of the parsing query types (a dict key would be exactly that), except
+    the fixed-source scripts of the engine adapter (:data:`FIXED_SCRIPTS`)."""
     found = []
     for path in sorted((REPO / "hybrid_search").rglob("*.py")):
+        allowed = FIXED_SCRIPTS.get(str(path.relative_to(REPO)), set())
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Constant) and node.value in SYNTAX_QUERIES:
+            if isinstance(node, ast.Constant) and node.value in SYNTAX_QUERIES - allowed:
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert found == []
 

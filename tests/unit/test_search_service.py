@@ -62,6 +62,9 @@ class FakeEngine:
     def tuned_config(self, index: str) -> dict[str, Any] | None:
         return None  # no tuned configuration: the settings' defaults apply (tuning: tests/integration/test_eval.py)
 
+    def attachment_meta(self, index: str) -> dict[str, Any] | None:
+        return None  # the layer's own index (attached indices: tests/integration/test_search_attached.py)
+
     def _answer(self, request: SearchRequest) -> dict[str, Any]:
         if request.size == 0:
             return {
@@ -556,3 +559,127 @@ def test_from_settings_builds_the_engine_and_the_search_encoders() -> None:
     given, _ = service(load_settings())
     reused = SearchService.from_settings(given.settings, engine=given.engine)
     assert reused.engine is given.engine and reused.use_tuned is True
+
+
+# ---- an attached index (a shop's own) -----------------------------------------------------------------------
+
+ATTACHED_RECORDS = {
+    "hs_text_vector": {"encoder": "fake-text", "version": "v1", "dim": 8, "similarity": "cosine"},
+    "hs_image_vector": {"encoder": "fake-image", "version": "v1", "dim": 6, "similarity": "cosine"},
+}
+
+
+class AttachedEngine(FakeEngine):
+    """A shop index whose ``_meta`` records an attachment: hits carry ``_id`` and revision, ``_mget`` the shop's
+    names; each shop document's ``_id`` is its sku with a leading underscore."""
+
+    def __init__(self, attachment: dict[str, Any]) -> None:
+        lists = {
+            "bm25": LISTS["bm25"],
+            "hs_text_vector": LISTS["text_vector"],
+            "hs_image_vector": LISTS["image_vector"],
+        }
+        super().__init__(ATTACHED_RECORDS, lists)
+        self.attachment = attachment
+        self.rendered: list[tuple[str, dict[str, Any]]] = []
+
+    def attachment_meta(self, index: str) -> dict[str, Any] | None:
+        return dict(self.attachment)
+
+    def render_template(self, template_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.rendered.append((template_id, params))
+        return {"query": {"match": {"name": params["query"]}}, "size": 10}
+
+    def _answer(self, request: SearchRequest) -> dict[str, Any]:
+        if request.size and request.knn:  # the fake answers kNN by field; exact clauses too
+            request = SearchRequest(
+                knn=request.knn, filter=request.filter, size=request.size, source=request.source
+            )
+        answer = super()._answer(request)
+        for hit in answer["hits"]["hits"]:
+            doc = hit.pop("fields")["id"][0]
+            hit.update({"_id": f"_{doc}", "_index": "shop", "_seq_no": 3, "_primary_term": 1})
+        return answer
+
+    def get_fields(self, index: str, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        self.calls.append(("mget", [{"ids": list(ids), "fields": list(fields)}]))
+        return {
+            d: {
+                "sku": d[1:],
+                "name": f"Name {d[1:]}",
+                "colours": ["Red"],
+                "price_usd": 9.5,
+                "picture": f"p/{d[1:]}.jpg",
+            }
+            for d in ids
+        }
+
+
+def attachment(**changes: Any) -> dict[str, Any]:
+    from hybrid_search.catalog.attachment import AttachConfig, ImageSource, LexicalSpec
+
+    config = AttachConfig(
+        index="shop", schema=FieldSchema(id="sku", title="name", colour="colours", price="price_usd", image="picture"),
+        lexical=LexicalSpec(fields=("name^3", "body")), images=ImageSource(url_base="https://cdn.example.com/"),
+        knn="exact",
+    )  # fmt: skip
+    return {**config.to_meta(), **changes}
+
+
+def test_an_attached_index_is_searched_by_its_attachment(settings: Settings) -> None:
+    engine = AttachedEngine(attachment())
+    svc = SearchService(settings, engine, encoders())  # type: ignore[arg-type]
+    response = svc.search(SearchQuery(text="red coat", size=3, filters=Filters(colour="Red")), index="shop")
+    assert [kind for kind, _ in engine.calls] == ["msearch", "mget"]  # retrieval, then the page's fields
+    bm25, knn, facets = engine.calls[0][1]
+    shop_query = {"multi_match": {"query": "red coat", "fields": ["name^3", "body"], "type": "best_fields",
+                                  "operator": "or"}}  # fmt: skip
+    assert bm25["query"]["bool"]["should"] == [shop_query]
+    assert bm25["query"]["bool"]["filter"] == [{"term": {"colours": "Red"}}]
+    assert bm25["_source"] is False and bm25["seq_no_primary_term"] is True and "docvalue_fields" not in bm25
+    shop_fields = ["sku", "name", "colours", "price_usd", "picture"]
+    assert engine.calls[1][1] == [{"ids": ["_b000", "_b001", "_b002"], "fields": shop_fields}]
+    script = knn["query"]["script_score"]
+    assert script["script"]["params"]["field"] == "hs_text_vector"
+    assert script["script"]["params"]["space_type"] == "cosinesimil"
+    assert {"term": {"colours": "Red"}} in script["query"]["bool"]["filter"]  # the same pre-filter
+    assert set(facets["aggs"]) == {"colour", "price"}
+    top = response.hits[0]
+    assert top.id == "b000"  # the shop's id (its _id here is "_b000")
+    assert top.fields == {
+        "id": "b000", "title": "Name b000", "brand": None, "category_path": None, "colour": ["Red"], "price": 9.5,
+        "currency": None, "image_url": "https://cdn.example.com/p/b000.jpg",
+    }  # fmt: skip
+    assert svc.profile("shop") is svc.profile("shop")  # parsed once while the attachment is the same
+    again = svc.search(SearchQuery(text="red coat", size=3, filters=Filters(colour="Red")), index="shop")
+    assert [kind for kind, _ in engine.calls] == [
+        "msearch",
+        "mget",
+        "msearch",
+    ]  # same revisions: cached fields
+    assert again.hits[0].fields == top.fields
+
+
+def test_an_attached_index_explains_native_by_its_ids_and_renders_a_stored_template(
+    settings: Settings,
+) -> None:
+    engine = AttachedEngine(attachment(lexical={"template": "shop-search"}, knn="approximate"))
+    svc = SearchService(settings, engine, encoders())  # type: ignore[arg-type]
+    response = svc.search(SearchQuery(text="coat", size=3, fusion="native", explain=True), index="shop")
+    assert engine.rendered == [("shop-search", {"query": "coat"})]  # one render per query
+    assert [kind for kind, _ in engine.calls] == ["search", "msearch", "mget"]  # native, explain, the page
+    native = engine.calls[0][1][0]
+    assert native["query"]["bool"]["should"][0] == {
+        "bool": {"must": [{"match": {"name": "coat"}}], "boost": 0.5}
+    }
+    assert "knn" in native["query"]["bool"]["should"][1]  # approximate: HNSW
+    explain_bm25 = engine.calls[1][1][0]
+    assert {"ids": {"values": [f"_{h.id}" for h in response.hits]}} in explain_bm25["query"]["bool"]["filter"]
+    assert [h.id for h in response.hits] == ["b000", "b001", "b002"]
+
+
+def test_an_attached_query_passes_each_stage_once_in_order(settings: Settings) -> None:
+    svc = SearchService(settings, AttachedEngine(attachment()), encoders())  # type: ignore[arg-type]
+    assert stages_entered(
+        lambda: svc.search(SearchQuery(text="red coat", explain=True), index="shop")
+    ) == list(STAGES)
