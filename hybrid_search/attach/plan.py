@@ -375,11 +375,13 @@ def plan_attachment(
     # ---- the roles the layer lives without ----
     id_field = mapped.get("id")
     if schema.value_field("id") is None:
-        notes.append("no id role: a product is its document _id; backfill pages by _id/_shard_doc")
+        notes.append(
+            "no id role: a product is its document _id; backfill pages in index order (_doc/_shard_doc) and a restart starts over"
+        )
     elif id_field is not None and id_field.type not in ("keyword", "constant_keyword"):
         notes.append(
             f"fields.id: {id_field.path!r} is a {id_field.type} field, not a keyword: "
-            "backfill pages by _id/_shard_doc"
+            "backfill pages in index order (_doc/_shard_doc) and a restart starts over"
         )
     updated = mapped.get("updated_at")
     if schema.value_field("updated_at") is None:

@@ -4,7 +4,7 @@
     result.embedded, result.unchanged, result.failed
 
 The scanner pages the index with a point in time and ``search_after`` (:func:`scan`), sorted by the id role's
-keyword field (or, without one, ``_id`` on OpenSearch and ``_shard_doc`` on Elasticsearch), reading only the role
+keyword field (or, without one, ``_doc`` on OpenSearch and ``_shard_doc`` on Elasticsearch), reading only the role
 fields and ``hs_content_hash`` / ``hs_model_version``. It counts the documents that are up to date itself and sends
 the ids of the stale ones to the workers (:class:`~hybrid_search.ingest.attached.AttachedJob`, one job), which
 embed them (:class:`~hybrid_search.ingest.attached.AttachedIngestor`).
@@ -61,17 +61,18 @@ def save_checkpoint(client: redis.Redis, key: str, data: Mapping[str, Any]) -> N
 
 
 def scan_sort(engine: SearchEngine, config: AttachConfig) -> list[dict[str, Any]]:
-    """The order a scan pages in: the id role's keyword field, else ``_id`` (OpenSearch) / ``_shard_doc``
+    """The order a scan pages in: the id role's keyword field, else the index order of the point in time:
+    ``_doc`` (OpenSearch, where sorting on ``_id`` loads fielddata and is deprecated) / ``_shard_doc``
     (Elasticsearch, whose ``_id`` has no doc values)."""
     keyword = config.schema.keyword_field("id")
     if keyword is not None:
         return [{keyword: {"order": "asc"}}]
-    return [{"_shard_doc": "asc"}] if engine.kind == "elasticsearch" else [{"_id": {"order": "asc"}}]
+    return [{"_shard_doc": "asc"}] if engine.kind == "elasticsearch" else [{"_doc": "asc"}]
 
 
 def resumable(sort: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether positions in this order outlive their point in time (``_shard_doc`` ones do not)."""
-    return not any("_shard_doc" in clause for clause in sort)
+    """Whether positions in this order outlive their point in time (``_shard_doc`` and ``_doc`` ones do not)."""
+    return not any("_shard_doc" in clause or "_doc" in clause for clause in sort)
 
 
 def scan(
